@@ -1,0 +1,1 @@
+"""Test fixtures: databases (filled in by its owner)."""

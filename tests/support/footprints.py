@@ -1,0 +1,1 @@
+"""Test fixtures: footprints (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: mailservers (filled in by its owner)."""
