@@ -1,0 +1,88 @@
+"""The configuration schema (pydantic v2). docs/configuration.md documents it key by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ticketbridge.connectors.footprints import FootprintsSettings
+from ticketbridge.runtime.receivers.settings import ReceiverSettings
+
+#: (source kind, target kind) pairs an exchange can run today.
+SUPPORTED_PAIRS = frozenset({("ggus-mail", "footprints-mail")})
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GgusMailSettings(Strict):
+    """GGUS reached by its gen-1 XML notification mails."""
+
+    kind: Literal["ggus-mail"]
+    ticket_url: str = "https://ggus.eu/?mode=ticket_info&ticket_id={id}"
+    max_message_bytes: int = Field(10_000_000, gt=0)
+
+
+HelpdeskSettings = Annotated[GgusMailSettings | FootprintsSettings, Field(discriminator="kind")]
+
+
+class ReceiverBinding(Strict):
+    """A mailbox and the helpdesk whose mails arrive in it."""
+
+    helpdesk: str
+    mailbox: ReceiverSettings
+
+
+class ExchangeSettings(Strict):
+    """A pairing of two helpdesks: tickets of ``source`` are mirrored on ``target``."""
+
+    source: str
+    target: str
+    assignees: list[str] = ["TX_FP71_GGUS2", "OSG GOC Support Team"]
+    next_action: str = "TX Incoming"
+    ticket_type: str = "Problem/Request"
+    origin_sg: str = "TX_FP71_GGUS2"
+    home_project: int = 71
+
+
+class WorkerSettings(Strict):
+    """How jobs are run and retried."""
+
+    lease_seconds: float = Field(60.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    base_delay: float = Field(2.0, gt=0)
+    max_delay: float = Field(300.0, gt=0)
+    pending_grace_seconds: float = Field(600.0, ge=0)
+    idle_poll: float = Field(1.0, gt=0)
+
+
+class Settings(Strict):
+    """The whole configuration file."""
+
+    base_dir: str = "."
+    database: str = "sqlite:///ticketbridge.sqlite3"
+    helpdesks: dict[str, HelpdeskSettings] = {}
+    receivers: dict[str, ReceiverBinding] = {}
+    exchanges: dict[str, ExchangeSettings] = {}
+    worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("database")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("database must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the config's folder."""
+        prefix = "sqlite:///"
+        if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
+            rel = self.database[len(prefix):]
+            if rel and rel != ":memory:":
+                return prefix + str(Path(self.base_dir) / rel)
+        return self.database

@@ -1,0 +1,172 @@
+"""Assemble the running exchange from the configuration: store, connectors, receivers, worker.
+
+``App.run_once()`` is the cron-compatible pass (read every mailbox once, run every job that
+can run, exit); ``App.run()`` is the daemon: one thread per mailbox (IMAP IDLE or polling)
+and the worker in the calling thread, woken as soon as a receiver stored a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ticketbridge.codecs import ggus_mail, mime
+from ticketbridge.config.settings import Settings
+from ticketbridge.connectors.base import TargetConnector
+from ticketbridge.connectors.footprints import FootprintsConnector, FootprintsSettings
+from ticketbridge.errors import TicketbridgeError
+from ticketbridge.exchange.retry import RetryPolicy
+from ticketbridge.runtime.executor import Clock, Executor, utcnow
+from ticketbridge.runtime.receivers.base import Receiver
+from ticketbridge.runtime.receivers.settings import build_receiver
+from ticketbridge.runtime.worker import Report, Worker
+from ticketbridge.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def build_connectors(settings: Settings) -> dict[str, TargetConnector]:
+    """One connector per helpdesk the exchange writes to."""
+    connectors: dict[str, TargetConnector] = {}
+    for name, helpdesk in settings.helpdesks.items():
+        if isinstance(helpdesk, FootprintsSettings):
+            connectors[name] = FootprintsConnector(name, helpdesk)
+    return connectors
+
+
+@dataclass
+class Intake:
+    """The sink every receiver hands its messages to: store first, acknowledge after."""
+
+    store: Store
+    settings: Settings
+    clock: Clock = utcnow
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def sink_for(self, receiver: str) -> mime.Sink:
+        helpdesk = self.settings.receivers[receiver].helpdesk
+
+        def sink(raw: bytes, source_id: str) -> None:
+            self.accept(receiver, helpdesk, raw)
+
+        return sink
+
+    def accept(self, receiver: str, helpdesk: str, raw: bytes) -> None:
+        """Store one raw message durably (or record it as ignored) and wake the worker."""
+        now = self.clock()
+        message_id = mime.message_id_of(raw)
+        reason = mime.auto_reply_reason_of(raw)
+        if reason is not None:
+            self.store.record_ignored(
+                source=receiver, raw=raw, message_id=message_id, reason=reason, received_at=now
+            )
+            return
+        ticket_id = ggus_mail.trigger_key(raw)
+        key = f"{helpdesk}:{ticket_id}" if ticket_id else None
+        result = self.store.receive(
+            source=receiver, raw=raw, message_id=message_id, key=key, received_at=now
+        )
+        if not result.duplicate:
+            self.wake.set()
+
+
+class App:
+    """Everything one ticketbridge process runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        connectors: dict[str, TargetConnector] | None = None,
+        clock: Clock = utcnow,
+        report: Report | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or Store.open(settings.database_url())
+        self.connectors = connectors if connectors is not None else build_connectors(settings)
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self.intake = Intake(self.store, settings, clock)
+        self.executor = Executor(self.store, settings, self.connectors, clock=clock)
+        w = settings.worker
+        self.worker = Worker(
+            self.store,
+            self.executor,
+            policy=RetryPolicy(
+                max_attempts=w.max_attempts,
+                base=timedelta(seconds=w.base_delay),
+                ceiling=timedelta(seconds=w.max_delay),
+            ),
+            lease=timedelta(seconds=w.lease_seconds),
+            clock=clock,
+            report=report,
+        )
+        self.receivers: dict[str, Receiver] = {
+            name: build_receiver(name, binding.mailbox, self.store, self.stop_event)
+            for name, binding in settings.receivers.items()
+        }
+
+    def poll_receivers(self) -> int:
+        """Read every mailbox once; a mailbox that fails is logged and the others go on."""
+        total = 0
+        for name, receiver in self.receivers.items():
+            try:
+                total += receiver.poll(self.intake.sink_for(name))
+            except TicketbridgeError as exc:
+                log.error("receiver %s: %s", name, exc)
+        return total
+
+    def run_once(self) -> tuple[int, int]:
+        """One pass: read every mailbox, then run every job that can run now."""
+        received = self.poll_receivers()
+        ran = self.worker.run_once()
+        return received, ran
+
+    def run(self) -> None:
+        """Run until :meth:`stop`: receivers in threads, the worker here."""
+        threads = [
+            threading.Thread(target=self._receive_loop, args=(name, r), name=f"receiver-{name}",
+                             daemon=True)
+            for name, r in self.receivers.items()
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self.worker.run_forever(self.stop_event, self.intake.wake, self.settings.worker.idle_poll)
+        finally:
+            self.stop_event.set()
+            self.intake.wake.set()
+            for thread in threads:
+                thread.join(timeout=10)
+
+    def _receive_loop(self, name: str, receiver: Receiver) -> None:
+        sink = self.intake.sink_for(name)
+        interval = self.settings.receivers[name].mailbox.poll_interval
+        down = False
+        while not self.stop_event.is_set():
+            try:
+                receiver.poll(sink)
+                if down:
+                    log.warning("receiver %s: recovered", name)
+                    down = False
+                receiver.wait(interval)
+            except TicketbridgeError as exc:
+                if not down:
+                    log.error("receiver %s: %s", name, exc)
+                    down = True
+                self.stop_event.wait(interval)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.intake.wake.set()
+
+    def close(self) -> None:
+        self.stop()
+        for receiver in self.receivers.values():
+            receiver.close()
+        for connector in self.connectors.values():
+            connector.close()
+        self.store.close()

@@ -1,0 +1,298 @@
+"""Carry out one trigger: decode, look up, plan, apply, record. The I/O around the pure core.
+
+For each job the executor
+
+1. decodes the stored trigger with the source helpdesk's codec (bad input -> quarantine);
+2. finds the link, or, when there is none, the target ticket that already carries our
+   correlation key or that the source names as its origin (a lost link never creates a
+   second ticket);
+3. asks the pure planner what to do;
+4. applies each operation through the target connector and records the receipt, the link
+   state and the copied comment keys in one transaction per operation, with an audit
+   event for every trigger, decision, operation and receipt.
+
+A create sent over a mail interface has no id in its receipt. The link then stays
+``pending`` with the time the create was sent; later triggers look the ticket up by
+correlation key and wait (RemotePending, retried with backoff) rather than create again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ticketbridge.codecs import ggus_mail
+from ticketbridge.config.settings import ExchangeSettings, GgusMailSettings, Settings
+from ticketbridge.connectors.base import TargetConnector
+from ticketbridge.errors import BadInput, RemotePending, RemoteRejected
+from ticketbridge.exchange.ggus_footprints import GgusToFootprints
+from ticketbridge.exchange.plan import LinkView, Plan, plan
+from ticketbridge.model import CreateTicket, Ticket, UpdateTicket
+from ticketbridge.store import Job, LinkRecord, Store
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one job ended: ``applied``, ``skipped`` or ``quarantined``, and why."""
+
+    state: str
+    reason: str
+    ticket: str | None = None
+
+
+class Executor:
+    """Processes trigger jobs for every configured exchange."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        connectors: Mapping[str, TargetConnector],
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.connectors = connectors
+        self.clock = clock
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def process(self, job: Job) -> Outcome:
+        """Process one job. Raises RemoteError for the worker's retry policy to judge."""
+        if job.inbox_id is None:
+            raise RemoteRejected("ticketbridge", f"job {job.id} names no inbox entry")
+        entry = self.store.inbox_entry(job.inbox_id)
+        binding = self.settings.receivers.get(entry.source)
+        helpdesk = binding.helpdesk if binding else entry.source
+        found = self._exchange_for(helpdesk)
+        if found is None:
+            reason = f"no exchange has {helpdesk!r} as its source"
+            self.store.set_inbox_state(entry.id, "skipped", reason)
+            return Outcome("skipped", reason)
+        name, exchange = found
+        source_settings = self.settings.helpdesks[helpdesk]
+        assert isinstance(source_settings, GgusMailSettings)
+        try:
+            mail = ggus_mail.decode(
+                entry.raw, helpdesk=helpdesk, max_bytes=source_settings.max_message_bytes
+            )
+        except BadInput as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.store.quarantine(entry.id, reason)
+            return Outcome("quarantined", reason)
+        snapshot = mail.ticket
+        ref = snapshot.ref
+        self.store.set_inbox_state(entry.id, "received", None, ref.helpdesk, ref.id)
+        summary = f"{mail.subject[:120]!r} status={snapshot.status!r} priority={snapshot.priority!r}"
+        detail: dict[str, Any] = {"message_id": mail.message_id, "warnings": list(mail.warnings)}
+        self._audit(snapshot, "trigger", f"inbox {entry.id}: {summary}", detail, entry.id, job.id)
+
+        direction = GgusToFootprints(
+            ticket_url=source_settings.ticket_url,
+            assignees=tuple(exchange.assignees),
+            next_action=exchange.next_action,
+            ticket_type=exchange.ticket_type,
+            origin_sg=exchange.origin_sg,
+            home_project=exchange.home_project,
+        )
+        target = self.connectors[exchange.target]
+        link = self.store.find_link(name, ref.helpdesk, ref.id)
+        view, note = self._view(name, exchange, snapshot, link, direction, target)
+        result = plan(snapshot, view, direction=direction, target_helpdesk=exchange.target)
+        decision = f"{note}{result.decision}"
+        self._audit(snapshot, "decision", decision, None, entry.id, job.id, link)
+        if result.is_skip:
+            self.store.set_inbox_state(entry.id, "skipped", decision)
+            return Outcome("skipped", decision, str(ref))
+        self._apply(name, exchange, snapshot, link, view, result, target, direction, entry.id, job)
+        self.store.set_inbox_state(entry.id, "applied", decision)
+        return Outcome("applied", decision, str(ref))
+
+    # -- look-ups ------------------------------------------------------------------------
+
+    def _exchange_for(self, helpdesk: str) -> tuple[str, ExchangeSettings] | None:
+        for name, exchange in self.settings.exchanges.items():
+            if exchange.source == helpdesk:
+                return name, exchange
+        return None
+
+    def _view(
+        self,
+        name: str,
+        exchange: ExchangeSettings,
+        snapshot: Ticket,
+        link: LinkRecord | None,
+        direction: GgusToFootprints,
+        target: TargetConnector,
+    ) -> tuple[LinkView | None, str]:
+        """The link as the planner sees it, learning or adopting the target id if needed."""
+        key = direction.correlation_key(snapshot)
+        if link is not None and link.b_id is not None:
+            return self._link_view(link), ""
+        if link is not None:  # a create was attempted; has the ticket appeared?
+            found = target.find_by_correlation(key)
+            if found is not None:
+                self.store.update_link(link.id, b_id=found, state="active")
+                self._audit(snapshot, "receipt", f"learnt {exchange.target}:{found} by search",
+                            {"correlation_key": key}, None, None, link)
+                refreshed = self.store.find_link(name, snapshot.ref.helpdesk, snapshot.ref.id)
+                assert refreshed is not None
+                return self._link_view(refreshed), ""
+            sent_at = _parse_time(link.data.get("create_sent_at"))
+            if sent_at is None:
+                return None, "earlier create was never sent; "
+            grace = timedelta(seconds=self.settings.worker.pending_grace_seconds)
+            if self.clock() - sent_at < grace:
+                raise RemotePending(
+                    exchange.target,
+                    f"create for {snapshot.ref} sent at {sent_at:%Y-%m-%d %H:%M:%S}Z "
+                    f"has not appeared yet (searching {key!r})",
+                )
+            raise RemoteRejected(
+                exchange.target,
+                f"create for {snapshot.ref} sent at {sent_at:%Y-%m-%d %H:%M:%S}Z never "
+                f"appeared; check the {exchange.target} mail interface, then replay",
+            )
+        origin = direction.origin_id(snapshot)
+        if origin is not None:
+            try:
+                home = target.fetch(origin)
+            except RemoteRejected:
+                note = f"origin {exchange.target}:{origin} does not exist; "
+            else:
+                return self._adopt(home, snapshot, direction), (
+                    f"originated at home as {exchange.target}:{origin}; "
+                )
+        else:
+            note = ""
+        found = target.find_by_correlation(key)
+        if found is None:
+            return None, note
+        return self._adopt(target.fetch(found), snapshot, direction), note
+
+    def _link_view(self, link: LinkRecord) -> LinkView:
+        assert link.b_id is not None
+        copied = self.store.copied_keys(link.id, "ab", "comment")
+        sent = link.data.get("sent", {})
+        return LinkView(link.b_id, link.a_modified, dict(sent), frozenset(copied))
+
+    @staticmethod
+    def _adopt(home: Ticket, snapshot: Ticket, direction: GgusToFootprints) -> LinkView:
+        """A view of a target ticket we have no link for: what it already shows counts.
+
+        Fields are taken from the ticket as it is, and a source comment whose mapped text
+        is already there counts as copied, so recovering a lost link copies nothing twice.
+        """
+        sent = {"title": home.title, "status": home.status, "priority": home.priority}
+        existing = "\n".join([home.description, *(c.body for c in home.comments)])
+        copied = frozenset(
+            c.key for c in snapshot.comments
+            if direction.comment(c, snapshot).body.strip() in existing
+        )
+        return LinkView(home.ref.id, None, sent, copied)
+
+    # -- applying ------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        name: str,
+        exchange: ExchangeSettings,
+        snapshot: Ticket,
+        link: LinkRecord | None,
+        view: LinkView | None,
+        result: Plan,
+        target: TargetConnector,
+        direction: GgusToFootprints,
+        inbox_id: int,
+        job: Job,
+    ) -> None:
+        ref = snapshot.ref
+        for op in result.ops:
+            if isinstance(op, CreateTicket):
+                if link is None:
+                    link = self.store.create_link(
+                        exchange=name, a_helpdesk=ref.helpdesk, a_id=ref.id,
+                        b_helpdesk=exchange.target, b_id=None, state="pending",
+                        data={"create_attempted_at": self.clock().isoformat()},
+                    )
+                receipt = target.apply(op)
+                b_id = receipt.ticket_id or target.find_by_correlation(op.correlation_key)
+            else:
+                if link is None:
+                    assert view is not None
+                    link = self.store.create_link(
+                        exchange=name, a_helpdesk=ref.helpdesk, a_id=ref.id,
+                        b_helpdesk=exchange.target, b_id=view.target_id, state="active",
+                        data={},
+                    )
+                receipt = target.apply(op)
+                b_id = op.ticket_id if isinstance(op, UpdateTicket) else link.b_id
+            data = dict(link.data)
+            data["sent"] = dict(result.sent)
+            if isinstance(op, CreateTicket):
+                data["create_sent_at"] = self.clock().isoformat()
+            with self.store.transaction() as tx:
+                tx.update_link(
+                    link.id, b_id=b_id, state="active" if b_id else "pending",
+                    a_modified=result.newest_applied, data=data,
+                )
+                for key in result.copied:
+                    tx.record_copied(link.id, "ab", "comment", key)
+                summary = _describe(op)
+                tx.audit(
+                    helpdesk=ref.helpdesk, ticket_id=ref.id, kind="operation", summary=summary,
+                    link_id=link.id, inbox_id=inbox_id, job_id=job.id, at=self.clock(),
+                    detail={"op": type(op).__name__},
+                )
+                got = f"{exchange.target}:{b_id}" if b_id else "id not known yet"
+                tx.audit(
+                    helpdesk=ref.helpdesk, ticket_id=ref.id, kind="receipt",
+                    summary=f"{got}; {receipt.detail}".rstrip("; "), link_id=link.id,
+                    inbox_id=inbox_id, job_id=job.id, at=self.clock(),
+                    detail={"ticket_id": b_id, "idempotency_key": receipt.idempotency_key},
+                )
+
+    def _audit(
+        self,
+        snapshot: Ticket,
+        kind: str,
+        summary: str,
+        detail: dict[str, Any] | None,
+        inbox_id: int | None,
+        job_id: int | None,
+        link: LinkRecord | None = None,
+    ) -> None:
+        self.store.audit(
+            helpdesk=snapshot.ref.helpdesk, ticket_id=snapshot.ref.id, kind=kind,
+            summary=summary, detail=detail, link_id=link.id if link else None,
+            inbox_id=inbox_id, job_id=job_id, at=self.clock(),
+        )
+
+
+def _describe(op: CreateTicket | UpdateTicket | Any) -> str:
+    if isinstance(op, CreateTicket):
+        return f"create on {op.helpdesk}: {op.title!r} (key {op.correlation_key})"
+    if isinstance(op, UpdateTicket):
+        fields = ", ".join(f"{k}={v!r}" for k, v in sorted(op.fields.items()))
+        return f"update {op.helpdesk}:{op.ticket_id}: {fields or 'no field change'}; " \
+               f"{len(op.comments)} comment(s)"
+    return f"{type(op).__name__} on {op.helpdesk}"
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,128 @@
+"""Operator actions as plain functions over the store: what the CLI (and a web UI) call.
+
+Every function returns JSON-ready data (dicts of str/int/None), so ``--json`` output and
+the tables printed for people come from the same values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ticketbridge.errors import NotFound
+from ticketbridge.model import TicketRef
+from ticketbridge.store import Store
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def links(store: Store, *, exchange: str | None = None, helpdesk: str | None = None) -> list[dict[str, Any]]:
+    """Every link, newest first: both ids, state and when each side was last exchanged."""
+    return [
+        {
+            "id": link.id,
+            "exchange": link.exchange,
+            "source": f"{link.a_helpdesk}:{link.a_id}",
+            "target": f"{link.b_helpdesk}:{link.b_id}" if link.b_id else f"{link.b_helpdesk}:?",
+            "state": link.state,
+            "source_modified": _iso(link.a_modified),
+            "updated_at": _iso(link.updated_at),
+        }
+        for link in store.list_links(exchange=exchange, helpdesk=helpdesk)
+    ]
+
+
+def timeline(store: Store, ref: TicketRef) -> dict[str, Any]:
+    """The history of one ticket: every trigger, decision, operation, receipt and error."""
+    events = store.timeline(ref.helpdesk, ref.id)
+    link = store.find_link_by_ref(ref.helpdesk, ref.id)
+    if not events and link is None:
+        raise NotFound(f"nothing is known of {ref}")
+    return {
+        "ticket": str(ref),
+        "link": None
+        if link is None
+        else {
+            "id": link.id,
+            "exchange": link.exchange,
+            "source": f"{link.a_helpdesk}:{link.a_id}",
+            "target": f"{link.b_helpdesk}:{link.b_id}" if link.b_id else None,
+            "state": link.state,
+        },
+        "events": [
+            {
+                "at": _iso(e.at),
+                "ticket": f"{e.helpdesk}:{e.ticket_id}",
+                "kind": e.kind,
+                "summary": e.summary,
+                "inbox_id": e.inbox_id,
+                "job_id": e.job_id,
+                "detail": e.detail,
+            }
+            for e in events
+        ],
+    }
+
+
+def quarantine(store: Store, *, include_released: bool = False) -> list[dict[str, Any]]:
+    """Quarantined triggers with the reason each was refused."""
+    out = []
+    for q in store.list_quarantine(include_released=include_released):
+        entry = store.inbox_entry(q.inbox_id)
+        out.append(
+            {
+                "inbox_id": q.inbox_id,
+                "source": entry.source,
+                "message_id": entry.message_id,
+                "received_at": _iso(entry.received_at),
+                "reason": q.reason,
+                "released": q.released_at is not None,
+            }
+        )
+    return out
+
+
+def inbox(store: Store, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Recent inbox entries with their state and reason."""
+    return [
+        {
+            "id": e.id,
+            "source": e.source,
+            "message_id": e.message_id,
+            "received_at": _iso(e.received_at),
+            "state": e.state,
+            "ticket": f"{e.helpdesk}:{e.ticket_id}" if e.ticket_id else None,
+            "reason": e.reason,
+        }
+        for e in store.list_inbox(state=state, limit=limit)
+    ]
+
+
+def replay(store: Store, inbox_id: int, *, now: datetime) -> dict[str, Any]:
+    """Queue a stored trigger again (after a fix), as if it had just arrived."""
+    entry = store.inbox_entry(inbox_id)
+    key = f"{entry.helpdesk}:{entry.ticket_id}" if entry.ticket_id else f"inbox:{entry.id}"
+    if entry.state == "quarantined":
+        store.release_quarantine(inbox_id)
+    store.set_inbox_state(inbox_id, "received", f"replayed at {_iso(now)}")
+    job_id = store.enqueue(kind="replay", key=key, inbox_id=inbox_id, not_before=now)
+    return {"inbox_id": inbox_id, "job_id": job_id, "key": key}
+
+
+def jobs(store: Store, *, states: list[str] | None = None) -> list[dict[str, Any]]:
+    """Jobs with their state, attempts and last error."""
+    return [
+        {
+            "id": j.id,
+            "kind": j.kind,
+            "key": j.key,
+            "state": j.state,
+            "attempts": j.attempts,
+            "not_before": _iso(j.not_before),
+            "inbox_id": j.inbox_id,
+            "last_error": j.last_error,
+        }
+        for j in store.list_jobs(states=states)
+    ]

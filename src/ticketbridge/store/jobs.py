@@ -1,0 +1,367 @@
+"""Jobs: units of work claimed by workers, one at a time per key, in arrival order.
+
+Ordering rule (architecture invariant 5)
+    A job is claimable only when no *earlier* job (lower id) with the same ``key`` is
+    pending, running, retrying or dead. So later triggers for a ticket wait behind a
+    failing one, and behind a dead one until an operator requeues or finishes it; jobs of
+    other keys flow past. ``done`` jobs no longer block.
+
+Leases
+    Claiming sets ``lease_owner`` and ``lease_until``. A running job whose lease has
+    expired (its worker died or hung) is claimable again, and the new claim counts as a
+    new attempt. A worker extends its lease with :func:`heartbeat`; every state change by
+    a worker (:func:`complete`, :func:`retry_later`, :func:`bury`) only applies while that
+    worker still holds the job, and each returns False when it does not.
+
+Claiming atomically
+    SQLite: the claim runs in a ``BEGIN IMMEDIATE`` transaction, so claimers are
+    serialised by the database's write lock.
+
+    PostgreSQL: candidates are read without locks; for each, in id order, the claimer
+    takes ``pg_try_advisory_xact_lock(NS, hashtext(key))`` (so no two claimers work on
+    one key at once), then re-reads the job with the full claimable condition in a new
+    statement (READ COMMITTED: a fresh snapshot that sees every claim committed before
+    the advisory lock was granted) ``FOR UPDATE SKIP LOCKED``, and updates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from ticketbridge.errors import NotFound
+from ticketbridge.store._sql import is_postgresql
+from ticketbridge.store.schema import InboxState, JobState, inbox, jobs
+
+#: The kind of job a received trigger starts.
+TRIGGER = "trigger"
+#: The kind of job an operator's replay starts.
+REPLAY = "replay"
+
+#: States of an earlier job that hold back later jobs of the same key.
+BLOCKING_STATES = (JobState.PENDING, JobState.RUNNING, JobState.RETRYING, JobState.DEAD)
+#: States that still mean work to do.
+OUTSTANDING_STATES = (JobState.PENDING, JobState.RUNNING, JobState.RETRYING)
+
+# First key of the two-int advisory locks used for claims ("tb" in ASCII). The migration
+# lock uses the one-bigint form; PostgreSQL keeps the two key spaces apart.
+_CLAIM_LOCK_NAMESPACE = 0x7462
+# How many claimable jobs one claim looks at before giving up for this round.
+_CANDIDATES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A unit of work as stored."""
+
+    id: int
+    kind: str  #: trigger, replay, ...
+    key: str  #: the ordering key: ``helpdesk:ticket`` or ``inbox:<id>`` when unknown
+    state: JobState
+    attempts: int  #: how many times it was claimed
+    inbox_id: int | None  #: the trigger it processes; None for operator jobs
+    not_before: datetime | None  #: not claimable before this time
+    lease_owner: str | None
+    lease_until: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobCount(NamedTuple):
+    """How many jobs are in one state, and how long the oldest of them has existed."""
+
+    count: int
+    oldest_age: timedelta | None
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    kind: str,
+    key: str,
+    now: datetime,
+    inbox_id: int | None = None,
+    not_before: datetime | None = None,
+) -> int:
+    """Add a pending job and return its id."""
+    statement = (
+        sa.insert(jobs)
+        .values(
+            kind=kind,
+            key=key,
+            state=JobState.PENDING,
+            attempts=0,
+            inbox_id=inbox_id,
+            not_before=not_before,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(jobs.c.id)
+    )
+    return int(conn.execute(statement).scalar_one())
+
+
+def _claimable(now: datetime) -> sa.ColumnElement[bool]:
+    earlier = jobs.alias("earlier")
+    other = jobs.alias("other")
+    ready = sa.or_(
+        sa.and_(
+            jobs.c.state.in_([JobState.PENDING, JobState.RETRYING]),
+            sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+        ),
+        sa.and_(jobs.c.state == JobState.RUNNING, jobs.c.lease_until < now),
+    )
+    held_back = (
+        sa.exists()
+        .where(earlier.c.key == jobs.c.key)
+        .where(earlier.c.id < jobs.c.id)
+        .where(earlier.c.state.in_(BLOCKING_STATES))
+    )
+    # Belt and braces: never hand out a job while any other job of its key holds a live
+    # lease (a later job can only be running if an operator requeued an earlier one).
+    sibling_running = (
+        sa.exists()
+        .where(other.c.key == jobs.c.key)
+        .where(other.c.id != jobs.c.id)
+        .where(other.c.state == JobState.RUNNING)
+        .where(other.c.lease_until >= now)
+    )
+    return sa.and_(ready, ~held_back, ~sibling_running)
+
+
+def claim(conn: Connection, worker: str, *, lease: timedelta, now: datetime) -> Job | None:
+    """Claim the oldest claimable job for ``worker`` until ``now + lease``, or return None."""
+    candidates = conn.execute(
+        sa.select(jobs.c.id, jobs.c.key)
+        .where(_claimable(now))
+        .order_by(jobs.c.id)
+        .limit(_CANDIDATES)
+    ).all()
+    postgresql = is_postgresql(conn)
+    for job_id, key in candidates:
+        if postgresql and not conn.execute(
+            sa.select(sa.func.pg_try_advisory_xact_lock(_CLAIM_LOCK_NAMESPACE, sa.func.hashtext(key)))
+        ).scalar_one():
+            continue  # another claimer is working on this key right now
+        locked = conn.execute(
+            sa.select(jobs.c.id)
+            .where(jobs.c.id == job_id)
+            .where(_claimable(now))
+            .with_for_update(skip_locked=True)
+        ).first()
+        if locked is None:
+            continue  # claimed, finished or held back since we looked
+        row = (
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=JobState.RUNNING,
+                    attempts=jobs.c.attempts + 1,
+                    lease_owner=worker,
+                    lease_until=now + lease,
+                    updated_at=now,
+                )
+                .returning(*jobs.c)
+            )
+            .mappings()
+            .one()
+        )
+        return _job(row)
+    return None
+
+
+def _held_by(job_id: int, worker: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        jobs.c.id == job_id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner == worker
+    )
+
+
+def heartbeat(
+    conn: Connection, job_id: int, worker: str, *, lease: timedelta, now: datetime
+) -> bool:
+    """Extend ``worker``'s lease to ``now + lease``; False if the worker no longer holds it."""
+    result = conn.execute(
+        sa.update(jobs)
+        .where(_held_by(job_id, worker))
+        .values(lease_until=now + lease, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def complete(conn: Connection, job_id: int, worker: str, *, now: datetime) -> bool:
+    """Mark the job done; False (and nothing changed) if ``worker`` no longer holds it."""
+    result = conn.execute(
+        sa.update(jobs)
+        .where(_held_by(job_id, worker))
+        .values(state=JobState.DONE, lease_owner=None, lease_until=None, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def retry_later(
+    conn: Connection,
+    job_id: int,
+    worker: str,
+    *,
+    error: str,
+    not_before: datetime,
+    now: datetime,
+) -> bool:
+    """Release the job to run again after ``not_before``; False if ``worker`` lost it."""
+    result = conn.execute(
+        sa.update(jobs)
+        .where(_held_by(job_id, worker))
+        .values(
+            state=JobState.RETRYING,
+            not_before=not_before,
+            last_error=error,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def bury(conn: Connection, job_id: int, worker: str, *, error: str, now: datetime) -> bool:
+    """Dead-letter the job (it holds back later jobs of its key until an operator acts).
+
+    Its inbox entry, if still ``received``, becomes ``dead`` with the error as reason, so
+    the trigger ends in a visible state. False (nothing changed) if ``worker`` lost the job.
+    """
+    inbox_id = conn.execute(
+        sa.update(jobs)
+        .where(_held_by(job_id, worker))
+        .values(
+            state=JobState.DEAD,
+            last_error=error,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+        .returning(jobs.c.inbox_id)
+    ).first()
+    if inbox_id is None:
+        return False
+    if inbox_id[0] is not None:
+        conn.execute(
+            sa.update(inbox)
+            .where(inbox.c.id == inbox_id[0], inbox.c.state == InboxState.RECEIVED)
+            .values(state=InboxState.DEAD, reason=error, processed_at=now)
+        )
+    return True
+
+
+def get(conn: Connection, job_id: int) -> Job:
+    """The job with this id. Raises NotFound."""
+    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return _job(row)
+
+
+def list_jobs(
+    conn: Connection,
+    *,
+    states: tuple[JobState, ...] | None = None,
+    key: str | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    """Jobs in id (arrival) order, optionally only in ``states`` or of one ``key``."""
+    statement = sa.select(jobs)
+    if states is not None:
+        statement = statement.where(jobs.c.state.in_(states))
+    if key is not None:
+        statement = statement.where(jobs.c.key == key)
+    rows = conn.execute(statement.order_by(jobs.c.id).limit(limit)).mappings()
+    return [_job(row) for row in rows]
+
+
+def counts(conn: Connection, *, now: datetime) -> dict[JobState, JobCount]:
+    """For every job state: how many jobs, and the age of the oldest (None when empty)."""
+    oldest = sa.func.min(jobs.c.created_at)
+    rows = conn.execute(
+        sa.select(jobs.c.state, sa.func.count(), oldest).group_by(jobs.c.state)
+    ).all()
+    result = {state: JobCount(0, None) for state in JobState}
+    for state, count, created in rows:
+        result[JobState(state)] = JobCount(int(count), now - created)
+    return result
+
+
+def outstanding_count(conn: Connection) -> int:
+    """How many jobs still have work to do (pending, running or retrying)."""
+    statement = sa.select(sa.func.count()).where(jobs.c.state.in_(OUTSTANDING_STATES))
+    return int(conn.execute(statement).scalar_one())
+
+
+def _requeue_where(conn: Connection, condition: sa.ColumnElement[bool], now: datetime) -> int:
+    requeued = conn.execute(
+        sa.update(jobs)
+        .where(condition)
+        .values(
+            state=JobState.PENDING,
+            attempts=0,
+            not_before=None,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+        .returning(jobs.c.inbox_id)
+    ).all()
+    inbox_ids = [row[0] for row in requeued if row[0] is not None]
+    if inbox_ids:
+        conn.execute(
+            sa.update(inbox)
+            .where(inbox.c.id.in_(inbox_ids), inbox.c.state == InboxState.DEAD)
+            .values(state=InboxState.RECEIVED, reason=None, processed_at=None)
+        )
+    return len(requeued)
+
+
+def requeue(conn: Connection, job_id: int, *, now: datetime) -> bool:
+    """Operator: make a dead or retrying job pending again, now, with attempts reset.
+
+    Its inbox entry goes back from ``dead`` to ``received``. Returns False when the job is
+    in another state (pending, running or done) and nothing changed. Raises NotFound.
+    """
+    get(conn, job_id)
+    condition = sa.and_(
+        jobs.c.id == job_id, jobs.c.state.in_([JobState.DEAD, JobState.RETRYING])
+    )
+    return _requeue_where(conn, condition, now) == 1
+
+
+def requeue_dead(
+    conn: Connection, *, now: datetime, key: str | None = None, kind: str | None = None
+) -> int:
+    """Operator: requeue every dead job (optionally of one key or kind); returns how many."""
+    condition = jobs.c.state == JobState.DEAD
+    if key is not None:
+        condition = sa.and_(condition, jobs.c.key == key)
+    if kind is not None:
+        condition = sa.and_(condition, jobs.c.kind == kind)
+    return _requeue_where(conn, condition, now)
+
+
+def _job(row: RowMapping) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        key=row["key"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        inbox_id=row["inbox_id"],
+        not_before=row["not_before"],
+        lease_owner=row["lease_owner"],
+        lease_until=row["lease_until"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
