@@ -181,4 +181,3 @@ def run_until_stopped(
         if stop.is_set():
             break
         receiver.wait(interval)
-

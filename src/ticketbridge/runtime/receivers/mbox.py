@@ -185,12 +185,14 @@ class MboxReceiver:
         )
         if (ident.get("dev"), ident.get("ino")) != (st.st_dev, st.st_ino):
             if ident:
-                log.info("receiver %s: %s was replaced; reading it from the start",
-                         self.name, self.path)
+                log.info(
+                    "receiver %s: %s was replaced; reading it from the start", self.name, self.path
+                )
             pos.offset, pos.acked = 0, set()
         elif pos.offset > st.st_size:
-            log.info("receiver %s: %s was truncated; reading it from the start",
-                     self.name, self.path)
+            log.info(
+                "receiver %s: %s was truncated; reading it from the start", self.name, self.path
+            )
             pos.offset, pos.acked = 0, set()
         return pos
 
@@ -199,8 +201,9 @@ class MboxReceiver:
             f.seek(pos.offset)
             data = f.read()
             if pos.offset and data and not data.startswith(b"From "):
-                log.info("receiver %s: %s was rewritten; reading it from the start",
-                         self.name, self.path)
+                log.info(
+                    "receiver %s: %s was rewritten; reading it from the start", self.name, self.path
+                )
                 pos.offset, pos.acked = 0, set()
                 f.seek(0)
                 data = f.read()
@@ -211,8 +214,8 @@ class MboxReceiver:
         for msg in messages:
             if self._stop.is_set():
                 break
-            if msg.start in pos.acked:
-                continue
+            if msg.start < pos.offset or msg.start in pos.acked:
+                continue  # acknowledged already (the position may have moved past it)
             if not hand_over(self.name, sink, msg.raw, f"{pos.ino}:{msg.start}"):
                 continue
             accepted += 1

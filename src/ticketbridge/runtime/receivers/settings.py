@@ -102,8 +102,8 @@ ReceiverSettings = Annotated[
     Field(discriminator="kind"),
 ]
 
-_adapter: TypeAdapter[MaildirSettings | MboxSettings | Pop3Settings | ImapSettings] = (
-    TypeAdapter(ReceiverSettings)
+_adapter: TypeAdapter[MaildirSettings | MboxSettings | Pop3Settings | ImapSettings] = TypeAdapter(
+    ReceiverSettings
 )
 
 
