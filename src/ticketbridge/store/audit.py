@@ -70,8 +70,9 @@ def record(
 def timeline(conn: Connection, helpdesk: str, ticket_id: str) -> list[AuditEvent]:
     """Events for the ticket and for every ticket linked to it, by time, then by id."""
     linked = conn.execute(
-        sa.select(links.c.id, links.c.a_helpdesk, links.c.a_id, links.c.b_helpdesk, links.c.b_id)
-        .where(
+        sa.select(
+            links.c.id, links.c.a_helpdesk, links.c.a_id, links.c.b_helpdesk, links.c.b_id
+        ).where(
             sa.or_(
                 sa.and_(links.c.a_helpdesk == helpdesk, links.c.a_id == ticket_id),
                 sa.and_(links.c.b_helpdesk == helpdesk, links.c.b_id == ticket_id),

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ticketbridge.errors import NotFound
 from ticketbridge.model import TicketRef
-from ticketbridge.store import audit, jobs
+from ticketbridge.store import audit, jobs, quarantine
 from ticketbridge.store.schema import InboxState, inbox
 
 #: States in which an inbox entry is finished (``processed_at`` is set).
@@ -40,7 +40,7 @@ class InboxEntry:
     helpdesk: str | None  #: the ticket it concerns, once known
     ticket_id: str | None
     processed_at: datetime | None
-    raw: bytes | None  #: the bytes as received; None in listings (load one entry for them)
+    raw: bytes  #: the bytes exactly as received
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,19 +193,18 @@ def get(conn: Connection, inbox_id: int) -> InboxEntry:
     row = conn.execute(sa.select(inbox).where(inbox.c.id == inbox_id)).mappings().first()
     if row is None:
         raise NotFound(f"no inbox entry {inbox_id}")
-    return _entry(row, row["raw"])
+    return _entry(row)
 
 
 def list_entries(
     conn: Connection, *, state: InboxState | None = None, limit: int = 100
 ) -> list[InboxEntry]:
-    """The newest entries first, without their raw bytes."""
-    columns = [column for column in inbox.c if column.name != "raw"]
-    statement = sa.select(*columns)
+    """The newest entries first."""
+    statement = sa.select(inbox)
     if state is not None:
         statement = statement.where(inbox.c.state == state)
     rows = conn.execute(statement.order_by(inbox.c.id.desc()).limit(limit)).mappings()
-    return [_entry(row, None) for row in rows]
+    return [_entry(row) for row in rows]
 
 
 def set_state(
@@ -236,7 +235,42 @@ def set_state(
         raise NotFound(f"no inbox entry {inbox_id}")
 
 
-def _entry(row: RowMapping, raw: bytes | None) -> InboxEntry:
+def replay(
+    conn: Connection, inbox_id: int, *, now: datetime, not_before: datetime | None = None
+) -> int:
+    """Process a stored trigger again: back to ``received`` plus a ``replay`` job.
+
+    An open quarantine of the entry is released first. The job is keyed by the entry's
+    ticket when known (so it queues behind that ticket's other jobs), else ``inbox:<id>``.
+    Returns the job id. Raises NotFound.
+    """
+    entry = get(conn, inbox_id)
+    quarantine.release(conn, inbox_id, now=now, missing_ok=True)
+    set_state(conn, inbox_id, InboxState.RECEIVED, now=now)
+    key = f"{entry.helpdesk}:{entry.ticket_id}" if entry.helpdesk and entry.ticket_id else None
+    job_id = jobs.enqueue(
+        conn,
+        kind=jobs.REPLAY,
+        key=key or f"inbox:{inbox_id}",
+        inbox_id=inbox_id,
+        not_before=not_before,
+        now=now,
+    )
+    audit.record(
+        conn,
+        helpdesk=entry.helpdesk,
+        ticket_id=entry.ticket_id,
+        kind="replay",
+        summary=f"replay of inbox entry {inbox_id} (was {entry.state})",
+        detail={"previous_state": str(entry.state), "previous_reason": entry.reason},
+        inbox_id=inbox_id,
+        job_id=job_id,
+        at=now,
+    )
+    return job_id
+
+
+def _entry(row: RowMapping) -> InboxEntry:
     return InboxEntry(
         id=row["id"],
         source=row["source"],
@@ -248,5 +282,5 @@ def _entry(row: RowMapping, raw: bytes | None) -> InboxEntry:
         helpdesk=row["helpdesk"],
         ticket_id=row["ticket_id"],
         processed_at=row["processed_at"],
-        raw=raw,
+        raw=row["raw"],
     )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -72,7 +71,8 @@ class Job:
     updated_at: datetime
 
 
-class JobCount(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class JobCount:
     """How many jobs are in one state, and how long the oldest of them has existed."""
 
     count: int
@@ -142,11 +142,8 @@ def claim(conn: Connection, worker: str, *, lease: timedelta, now: datetime) -> 
         .order_by(jobs.c.id)
         .limit(_CANDIDATES)
     ).all()
-    postgresql = is_postgresql(conn)
     for job_id, key in candidates:
-        if postgresql and not conn.execute(
-            sa.select(sa.func.pg_try_advisory_xact_lock(_CLAIM_LOCK_NAMESPACE, sa.func.hashtext(key)))
-        ).scalar_one():
+        if not _lock_key(conn, key):
             continue  # another claimer is working on this key right now
         locked = conn.execute(
             sa.select(jobs.c.id)
@@ -174,6 +171,17 @@ def claim(conn: Connection, worker: str, *, lease: timedelta, now: datetime) -> 
         )
         return _job(row)
     return None
+
+
+def _lock_key(conn: Connection, key: str) -> bool:
+    """Try to become the only claimer working on ``key`` until this transaction ends.
+
+    Only PostgreSQL needs it; on SQLite, BEGIN IMMEDIATE already serialises claimers.
+    """
+    if not is_postgresql(conn):
+        return True
+    lock = sa.func.pg_try_advisory_xact_lock(_CLAIM_LOCK_NAMESPACE, sa.func.hashtext(key))
+    return bool(conn.execute(sa.select(lock)).scalar_one())
 
 
 def _held_by(job_id: int, worker: str) -> sa.ColumnElement[bool]:
@@ -332,9 +340,7 @@ def requeue(conn: Connection, job_id: int, *, now: datetime) -> bool:
     in another state (pending, running or done) and nothing changed. Raises NotFound.
     """
     get(conn, job_id)
-    condition = sa.and_(
-        jobs.c.id == job_id, jobs.c.state.in_([JobState.DEAD, JobState.RETRYING])
-    )
+    condition = sa.and_(jobs.c.id == job_id, jobs.c.state.in_([JobState.DEAD, JobState.RETRYING]))
     return _requeue_where(conn, condition, now) == 1
 
 

@@ -182,9 +182,7 @@ copied = sa.Table(
     "copied",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "link_id", sa.Integer, sa.ForeignKey("links.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id", ondelete="CASCADE"), nullable=False),
     sa.Column("direction", sa.String(2), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("source_key", sa.String(400), nullable=False),
