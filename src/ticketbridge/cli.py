@@ -30,8 +30,9 @@ from ticketbridge.store import Store
 
 DEFAULT_CONFIG = "ticketbridge.yaml"
 
-app = App(name="ticketbridge", help="Exchange trouble tickets between helpdesks.",
-          version=__version__)
+app = App(
+    name="ticketbridge", help="Exchange trouble tickets between helpdesks.", version=__version__
+)
 sandbox = App(name="sandbox", help="Run an emulator of a helpdesk that cannot run here.")
 app.command(sandbox)
 
@@ -40,8 +41,10 @@ err = Console(stderr=True, highlight=False)
 
 ConfigOpt = Annotated[
     str | None,
-    Parameter(name=["--config", "-c"], help=f"configuration file (default ${{TICKETBRIDGE_CONFIG}} "
-              f"or ./{DEFAULT_CONFIG})"),
+    Parameter(
+        name=["--config", "-c"],
+        help=f"configuration file (default ${{TICKETBRIDGE_CONFIG}} or ./{DEFAULT_CONFIG})",
+    ),
 ]
 JsonOpt = Annotated[bool, Parameter(name="--json", negative="", help="print JSON")]
 
@@ -118,8 +121,13 @@ def run(*, config: ConfigOpt = None, once: bool = False, verbose: bool = False) 
 
 
 @app.command
-def links(*, config: ConfigOpt = None, exchange: str | None = None,
-          helpdesk: str | None = None, json: JsonOpt = False) -> int:
+def links(
+    *,
+    config: ConfigOpt = None,
+    exchange: str | None = None,
+    helpdesk: str | None = None,
+    json: JsonOpt = False,
+) -> int:
     """List links: the same ticket known on both sides of an exchange."""
     with _store(config) as store:
         rows = service.links(store, exchange=exchange, helpdesk=helpdesk)
@@ -141,8 +149,10 @@ def show(ticket: str, /, *, config: ConfigOpt = None, json: JsonOpt = False) -> 
         return 0
     link = data["link"]
     if link:
-        out.print(f"link {link['id']} ({link['exchange']}): {link['source']} -> "
-                  f"{link['target'] or '(pending)'} [{link['state']}]")
+        out.print(
+            f"link {link['id']} ({link['exchange']}): {link['source']} -> "
+            f"{link['target'] or '(pending)'} [{link['state']}]"
+        )
     _table(data["events"], ["at", "ticket", "kind", "summary"], f"timeline of {ref}")
     return 0
 
@@ -160,8 +170,9 @@ def quarantine(*, config: ConfigOpt = None, all: bool = False, json: JsonOpt = F
 
 
 @app.command
-def inbox(*, config: ConfigOpt = None, state: str | None = None, limit: int = 100,
-          json: JsonOpt = False) -> int:
+def inbox(
+    *, config: ConfigOpt = None, state: str | None = None, limit: int = 100, json: JsonOpt = False
+) -> int:
     """List received triggers and what became of each."""
     with _store(config) as store:
         rows = service.inbox(store, state=state, limit=limit)
@@ -173,8 +184,7 @@ def inbox(*, config: ConfigOpt = None, state: str | None = None, limit: int = 10
 
 
 @app.command
-def jobs(*, config: ConfigOpt = None, state: list[str] | None = None,
-         json: JsonOpt = False) -> int:
+def jobs(*, config: ConfigOpt = None, state: list[str] | None = None, json: JsonOpt = False) -> int:
     """List jobs (pending, running, retrying, dead) with attempts and last error."""
     with _store(config) as store:
         rows = service.jobs(store, states=state)
@@ -193,8 +203,10 @@ def replay(inbox_id: int, /, *, config: ConfigOpt = None, json: JsonOpt = False)
     if json:
         _print_json(data)
     else:
-        out.print(f"inbox {data['inbox_id']} queued again as job {data['job_id']} ({data['key']}); "
-                  "it runs with the next `ticketbridge run`")
+        out.print(
+            f"inbox {data['inbox_id']} queued again as job {data['job_id']} ({data['key']}); "
+            "it runs with the next `ticketbridge run`"
+        )
     return 0
 
 
@@ -207,9 +219,14 @@ def demo(*, keep_running: bool = False, directory: str | None = None) -> int:
 
 
 @sandbox.command(name="footprints")
-def sandbox_footprints(*, db: str = "footprints.sqlite3", smtp_port: int = 2525,
-                       http_port: int = 8088, project: int = 71,
-                       smarthost: str | None = None) -> int:
+def sandbox_footprints(
+    *,
+    db: str = "footprints.sqlite3",
+    smtp_port: int = 2525,
+    http_port: int = 8088,
+    project: int = 71,
+    smarthost: str | None = None,
+) -> int:
     """Run the Footprints emulator (email interface over SMTP, MRWebServices SOAP over HTTP)."""
     from ticketbridge.sandbox.footprints import serve
 
@@ -224,8 +241,12 @@ def sandbox_footprints(*, db: str = "footprints.sqlite3", smtp_port: int = 2525,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ticketbridge`` console script."""
     try:
-        result = app(list(argv) if argv is not None else None, result_action="return_value",
-                     exit_on_error=False, print_error=True)
+        result = app(
+            list(argv) if argv is not None else None,
+            result_action="return_value",
+            exit_on_error=False,
+            print_error=True,
+        )
     except ConfigError as exc:
         err.print(f"[bold red]configuration has {len(exc.problems)} problem(s):[/]")
         for problem in exc.problems:

@@ -18,7 +18,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
 
 
-def links(store: Store, *, exchange: str | None = None, helpdesk: str | None = None) -> list[dict[str, Any]]:
+def links(
+    store: Store, *, exchange: str | None = None, helpdesk: str | None = None
+) -> list[dict[str, Any]]:
     """Every link, newest first: both ids, state and when each side was last exchanged."""
     return [
         {
@@ -101,14 +103,12 @@ def inbox(store: Store, *, state: str | None = None, limit: int = 100) -> list[d
 
 
 def replay(store: Store, inbox_id: int, *, now: datetime) -> dict[str, Any]:
-    """Queue a stored trigger again (after a fix), as if it had just arrived."""
-    entry = store.inbox_entry(inbox_id)
-    key = f"{entry.helpdesk}:{entry.ticket_id}" if entry.ticket_id else f"inbox:{entry.id}"
-    if entry.state == "quarantined":
-        store.release_quarantine(inbox_id)
-    store.set_inbox_state(inbox_id, "received", f"replayed at {_iso(now)}")
-    job_id = store.enqueue(kind="replay", key=key, inbox_id=inbox_id, not_before=now)
-    return {"inbox_id": inbox_id, "job_id": job_id, "key": key}
+    """Queue a stored trigger again (after a fix), as if it had just arrived.
+
+    Release from quarantine, reset to ``received`` and enqueue happen in one transaction.
+    """
+    job_id = store.replay_inbox(inbox_id, not_before=now)
+    return {"inbox_id": inbox_id, "job_id": job_id, "key": store.job(job_id).key}
 
 
 def jobs(store: Store, *, states: list[str] | None = None) -> list[dict[str, Any]]:

@@ -30,7 +30,9 @@ def load_config(path: str | Path) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([Problem(f"cannot read configuration: {exc.strerror}", str(path))]) from exc
+        raise ConfigError(
+            [Problem(f"cannot read configuration: {exc.strerror}", str(path))]
+        ) from exc
     return parse_config(text, source=str(path), base_dir=path.resolve().parent)
 
 
@@ -59,7 +61,8 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         ]
         raise ConfigError(problems) from exc
     problems = [
-        Problem(msg, source, _line_of(tree, loc), _dotted(loc)) for loc, msg in cross_check(settings)
+        Problem(msg, source, _line_of(tree, loc), _dotted(loc))
+        for loc, msg in cross_check(settings)
     ]
     if problems:
         raise ConfigError(problems)
@@ -85,8 +88,10 @@ def cross_check(settings: Settings) -> list[tuple[tuple[str | int, ...], str]]:
             if pair not in SUPPORTED_PAIRS:
                 supported = ", ".join(f"{a} -> {b}" for a, b in sorted(SUPPORTED_PAIRS))
                 problems.append(
-                    (("exchanges", name), f"no exchange from {pair[0]} to {pair[1]} "
-                     f"(supported: {supported})")
+                    (
+                        ("exchanges", name),
+                        f"no exchange from {pair[0]} to {pair[1]} (supported: {supported})",
+                    )
                 )
     sources = [e.source for e in settings.exchanges.values()]
     for helpdesk in {s for s in sources if sources.count(s) > 1}:

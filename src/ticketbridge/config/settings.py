@@ -8,7 +8,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ticketbridge.connectors.footprints import FootprintsSettings
-from ticketbridge.runtime.receivers.settings import ReceiverSettings
+from ticketbridge.runtime.receivers.settings import (
+    ImapSettings,
+    MaildirSettings,
+    MboxSettings,
+    Pop3Settings,
+    ReceiverSettings,
+)
+
+MailboxSettings = MaildirSettings | MboxSettings | Pop3Settings | ImapSettings
 
 #: (source kind, target kind) pairs an exchange can run today.
 SUPPORTED_PAIRS = frozenset({("ggus-mail", "footprints-mail")})
@@ -78,11 +86,24 @@ class Settings(Strict):
             raise ValueError("database must be a sqlite:/// or postgresql:// URL")
         return value
 
+    def max_message_bytes(self, helpdesk: str) -> int:
+        """The largest mail accepted from ``helpdesk``."""
+        settings = self.helpdesks.get(helpdesk)
+        if isinstance(settings, GgusMailSettings):
+            return settings.max_message_bytes
+        return GgusMailSettings.model_fields["max_message_bytes"].default  # type: ignore[no-any-return]
+
+    def resolve_paths(self, mailbox: MailboxSettings) -> MailboxSettings:
+        """``mailbox`` with a relative file path taken relative to the configuration file."""
+        if isinstance(mailbox, MaildirSettings | MboxSettings) and not mailbox.path.is_absolute():
+            return mailbox.model_copy(update={"path": Path(self.base_dir) / mailbox.path})
+        return mailbox
+
     def database_url(self) -> str:
         """The database URL with a relative SQLite path resolved against the config's folder."""
         prefix = "sqlite:///"
         if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
-            rel = self.database[len(prefix):]
+            rel = self.database[len(prefix) :]
             if rel and rel != ":memory:":
                 return prefix + str(Path(self.base_dir) / rel)
         return self.database

@@ -7,6 +7,7 @@ and the worker in the calling thread, woken as soon as a receiver stored a messa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -16,10 +17,10 @@ from ticketbridge.codecs import ggus_mail, mime
 from ticketbridge.config.settings import Settings
 from ticketbridge.connectors.base import TargetConnector
 from ticketbridge.connectors.footprints import FootprintsConnector, FootprintsSettings
-from ticketbridge.errors import TicketbridgeError
+from ticketbridge.errors import BadInput, TicketbridgeError
 from ticketbridge.exchange.retry import RetryPolicy
 from ticketbridge.runtime.executor import Clock, Executor, utcnow
-from ticketbridge.runtime.receivers.base import Receiver
+from ticketbridge.runtime.receivers.base import Receiver, Sink, run_until_stopped
 from ticketbridge.runtime.receivers.settings import build_receiver
 from ticketbridge.runtime.worker import Report, Worker
 from ticketbridge.store import Store
@@ -36,6 +37,19 @@ def build_connectors(settings: Settings) -> dict[str, TargetConnector]:
     return connectors
 
 
+def inspect_message(raw: bytes, max_bytes: int) -> tuple[str, str | None]:
+    """The Message-ID of a raw mail and, for an auto-reply or bounce, why it is one.
+
+    A mail too large to parse is not judged here: it is stored and the worker
+    quarantines it with the reason.
+    """
+    try:
+        msg = mime.parse_message(raw, max_bytes=max_bytes)
+    except BadInput:
+        return f"<sha256-{hashlib.sha256(raw).hexdigest()}@ticketbridge.invalid>", None
+    return mime.message_id(msg, raw), mime.auto_reply_reason(msg)
+
+
 @dataclass
 class Intake:
     """The sink every receiver hands its messages to: store first, acknowledge after."""
@@ -45,7 +59,7 @@ class Intake:
     clock: Clock = utcnow
     wake: threading.Event = field(default_factory=threading.Event)
 
-    def sink_for(self, receiver: str) -> mime.Sink:
+    def sink_for(self, receiver: str) -> Sink:
         helpdesk = self.settings.receivers[receiver].helpdesk
 
         def sink(raw: bytes, source_id: str) -> None:
@@ -56,8 +70,7 @@ class Intake:
     def accept(self, receiver: str, helpdesk: str, raw: bytes) -> None:
         """Store one raw message durably (or record it as ignored) and wake the worker."""
         now = self.clock()
-        message_id = mime.message_id_of(raw)
-        reason = mime.auto_reply_reason_of(raw)
+        message_id, reason = inspect_message(raw, self.settings.max_message_bytes(helpdesk))
         if reason is not None:
             self.store.record_ignored(
                 source=receiver, raw=raw, message_id=message_id, reason=reason, received_at=now
@@ -105,7 +118,9 @@ class App:
             report=report,
         )
         self.receivers: dict[str, Receiver] = {
-            name: build_receiver(name, binding.mailbox, self.store, self.stop_event)
+            name: build_receiver(
+                name, settings.resolve_paths(binding.mailbox), self.store, self.stop_event
+            )
             for name, binding in settings.receivers.items()
         }
 
@@ -128,14 +143,17 @@ class App:
     def run(self) -> None:
         """Run until :meth:`stop`: receivers in threads, the worker here."""
         threads = [
-            threading.Thread(target=self._receive_loop, args=(name, r), name=f"receiver-{name}",
-                             daemon=True)
+            threading.Thread(
+                target=self._receive_loop, args=(name, r), name=f"receiver-{name}", daemon=True
+            )
             for name, r in self.receivers.items()
         ]
         for thread in threads:
             thread.start()
         try:
-            self.worker.run_forever(self.stop_event, self.intake.wake, self.settings.worker.idle_poll)
+            self.worker.run_forever(
+                self.stop_event, self.intake.wake, self.settings.worker.idle_poll
+            )
         finally:
             self.stop_event.set()
             self.intake.wake.set()
@@ -143,21 +161,8 @@ class App:
                 thread.join(timeout=10)
 
     def _receive_loop(self, name: str, receiver: Receiver) -> None:
-        sink = self.intake.sink_for(name)
         interval = self.settings.receivers[name].mailbox.poll_interval
-        down = False
-        while not self.stop_event.is_set():
-            try:
-                receiver.poll(sink)
-                if down:
-                    log.warning("receiver %s: recovered", name)
-                    down = False
-                receiver.wait(interval)
-            except TicketbridgeError as exc:
-                if not down:
-                    log.error("receiver %s: %s", name, exc)
-                    down = True
-                self.stop_event.wait(interval)
+        run_until_stopped(receiver, self.intake.sink_for(name), self.stop_event, interval=interval)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -92,7 +92,9 @@ class Executor:
         snapshot = mail.ticket
         ref = snapshot.ref
         self.store.set_inbox_state(entry.id, "received", None, ref.helpdesk, ref.id)
-        summary = f"{mail.subject[:120]!r} status={snapshot.status!r} priority={snapshot.priority!r}"
+        summary = (
+            f"{mail.subject[:120]!r} status={snapshot.status!r} priority={snapshot.priority!r}"
+        )
         detail: dict[str, Any] = {"message_id": mail.message_id, "warnings": list(mail.warnings)}
         self._audit(snapshot, "trigger", f"inbox {entry.id}: {summary}", detail, entry.id, job.id)
 
@@ -142,8 +144,15 @@ class Executor:
             found = target.find_by_correlation(key)
             if found is not None:
                 self.store.update_link(link.id, b_id=found, state="active")
-                self._audit(snapshot, "receipt", f"learnt {exchange.target}:{found} by search",
-                            {"correlation_key": key}, None, None, link)
+                self._audit(
+                    snapshot,
+                    "receipt",
+                    f"learnt {exchange.target}:{found} by search",
+                    {"correlation_key": key},
+                    None,
+                    None,
+                    link,
+                )
                 refreshed = self.store.find_link(name, snapshot.ref.helpdesk, snapshot.ref.id)
                 assert refreshed is not None
                 return self._link_view(refreshed), ""
@@ -195,7 +204,8 @@ class Executor:
         sent = {"title": home.title, "status": home.status, "priority": home.priority}
         existing = "\n".join([home.description, *(c.body for c in home.comments)])
         copied = frozenset(
-            c.key for c in snapshot.comments
+            c.key
+            for c in snapshot.comments
             if direction.comment(c, snapshot).body.strip() in existing
         )
         return LinkView(home.ref.id, None, sent, copied)
@@ -220,8 +230,12 @@ class Executor:
             if isinstance(op, CreateTicket):
                 if link is None:
                     link = self.store.create_link(
-                        exchange=name, a_helpdesk=ref.helpdesk, a_id=ref.id,
-                        b_helpdesk=exchange.target, b_id=None, state="pending",
+                        exchange=name,
+                        a_helpdesk=ref.helpdesk,
+                        a_id=ref.id,
+                        b_helpdesk=exchange.target,
+                        b_id=None,
+                        state="pending",
                         data={"create_attempted_at": self.clock().isoformat()},
                     )
                 receipt = target.apply(op)
@@ -230,8 +244,12 @@ class Executor:
                 if link is None:
                     assert view is not None
                     link = self.store.create_link(
-                        exchange=name, a_helpdesk=ref.helpdesk, a_id=ref.id,
-                        b_helpdesk=exchange.target, b_id=view.target_id, state="active",
+                        exchange=name,
+                        a_helpdesk=ref.helpdesk,
+                        a_id=ref.id,
+                        b_helpdesk=exchange.target,
+                        b_id=view.target_id,
+                        state="active",
                         data={},
                     )
                 receipt = target.apply(op)
@@ -242,22 +260,36 @@ class Executor:
                 data["create_sent_at"] = self.clock().isoformat()
             with self.store.transaction() as tx:
                 tx.update_link(
-                    link.id, b_id=b_id, state="active" if b_id else "pending",
-                    a_modified=result.newest_applied, data=data,
+                    link.id,
+                    b_id=b_id,
+                    state="active" if b_id else "pending",
+                    a_modified=result.newest_applied,
+                    data=data,
                 )
                 for key in result.copied:
                     tx.record_copied(link.id, "ab", "comment", key)
                 summary = _describe(op)
                 tx.audit(
-                    helpdesk=ref.helpdesk, ticket_id=ref.id, kind="operation", summary=summary,
-                    link_id=link.id, inbox_id=inbox_id, job_id=job.id, at=self.clock(),
+                    helpdesk=ref.helpdesk,
+                    ticket_id=ref.id,
+                    kind="operation",
+                    summary=summary,
+                    link_id=link.id,
+                    inbox_id=inbox_id,
+                    job_id=job.id,
+                    at=self.clock(),
                     detail={"op": type(op).__name__},
                 )
                 got = f"{exchange.target}:{b_id}" if b_id else "id not known yet"
                 tx.audit(
-                    helpdesk=ref.helpdesk, ticket_id=ref.id, kind="receipt",
-                    summary=f"{got}; {receipt.detail}".rstrip("; "), link_id=link.id,
-                    inbox_id=inbox_id, job_id=job.id, at=self.clock(),
+                    helpdesk=ref.helpdesk,
+                    ticket_id=ref.id,
+                    kind="receipt",
+                    summary=f"{got}; {receipt.detail}".rstrip("; "),
+                    link_id=link.id,
+                    inbox_id=inbox_id,
+                    job_id=job.id,
+                    at=self.clock(),
                     detail={"ticket_id": b_id, "idempotency_key": receipt.idempotency_key},
                 )
 
@@ -272,9 +304,15 @@ class Executor:
         link: LinkRecord | None = None,
     ) -> None:
         self.store.audit(
-            helpdesk=snapshot.ref.helpdesk, ticket_id=snapshot.ref.id, kind=kind,
-            summary=summary, detail=detail, link_id=link.id if link else None,
-            inbox_id=inbox_id, job_id=job_id, at=self.clock(),
+            helpdesk=snapshot.ref.helpdesk,
+            ticket_id=snapshot.ref.id,
+            kind=kind,
+            summary=summary,
+            detail=detail,
+            link_id=link.id if link else None,
+            inbox_id=inbox_id,
+            job_id=job_id,
+            at=self.clock(),
         )
 
 
@@ -283,8 +321,10 @@ def _describe(op: CreateTicket | UpdateTicket | Any) -> str:
         return f"create on {op.helpdesk}: {op.title!r} (key {op.correlation_key})"
     if isinstance(op, UpdateTicket):
         fields = ", ".join(f"{k}={v!r}" for k, v in sorted(op.fields.items()))
-        return f"update {op.helpdesk}:{op.ticket_id}: {fields or 'no field change'}; " \
-               f"{len(op.comments)} comment(s)"
+        return (
+            f"update {op.helpdesk}:{op.ticket_id}: {fields or 'no field change'}; "
+            f"{len(op.comments)} comment(s)"
+        )
     return f"{type(op).__name__} on {op.helpdesk}"
 
 

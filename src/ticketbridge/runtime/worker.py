@@ -57,7 +57,9 @@ class Worker:
     def run_once(self) -> int:
         """Run every job that is claimable now; return how many were run."""
         count = 0
-        while (job := self.store.claim_job(self.name, lease=self.lease, now=self.clock())) is not None:
+        while (
+            job := self.store.claim_job(self.name, lease=self.lease, now=self.clock())
+        ) is not None:
             self.run_job(job)
             count += 1
         return count
@@ -109,8 +111,14 @@ class Worker:
             summary = f"retry job {job.id} at {decision.when:%H:%M:%S}: {exc}"
         log.warning("%s: %s", helpdesk, summary)
         self.store.audit(
-            helpdesk=key_helpdesk, ticket_id=key_id or job.key, kind="error", summary=summary,
-            detail={"error": detail[:4000]}, inbox_id=job.inbox_id, job_id=job.id, at=now,
+            helpdesk=key_helpdesk,
+            ticket_id=key_id or job.key,
+            kind="error",
+            summary=summary,
+            detail={"error": detail[:4000]},
+            inbox_id=job.inbox_id,
+            job_id=job.id,
+            at=now,
         )
         if self.report:
             self.report(job, None, summary)
@@ -119,9 +127,7 @@ class Worker:
 class _Heartbeat:
     """Renews a job's lease every third of its length while the job runs."""
 
-    def __init__(
-        self, store: Store, job: Job, worker: str, lease: timedelta, clock: Clock
-    ) -> None:
+    def __init__(self, store: Store, job: Job, worker: str, lease: timedelta, clock: Clock) -> None:
         self._store, self._job, self._worker = store, job, worker
         self._lease, self._clock = lease, clock
         self._stop = threading.Event()

@@ -15,8 +15,15 @@ from ticketbridge.model import Comment, Contact, Ticket, TicketRef, Visibility
 
 @pytest.mark.parametrize(
     ("ggus", "fp"),
-    [("top priority", "1"), ("very urgent", "2"), ("urgent", "3"), ("less urgent", "4"),
-     ("normal", "4"), ("", "4"), ("Urgent", "3")],
+    [
+        ("top priority", "1"),
+        ("very urgent", "2"),
+        ("urgent", "3"),
+        ("less urgent", "4"),
+        ("normal", "4"),
+        ("", "4"),
+        ("Urgent", "3"),
+    ],
 )
 def test_priority_table(ggus, fp):
     assert footprints_priority(ggus) == fp
@@ -24,10 +31,19 @@ def test_priority_table(ggus, fp):
 
 @pytest.mark.parametrize(
     ("ggus", "fp"),
-    [("new", "Engineering"), ("assigned", "Engineering"), ("in progress", "Engineering"),
-     ("waiting for reply", "Engineering"), ("on hold", "Engineering"),
-     ("reopened", "Engineering"), ("", "Engineering"), ("solved", "Closed"),
-     ("unsolved", "Closed"), ("verified", "Closed"), ("closed", "Closed")],
+    [
+        ("new", "Engineering"),
+        ("assigned", "Engineering"),
+        ("in progress", "Engineering"),
+        ("waiting for reply", "Engineering"),
+        ("on hold", "Engineering"),
+        ("reopened", "Engineering"),
+        ("", "Engineering"),
+        ("solved", "Closed"),
+        ("unsolved", "Closed"),
+        ("verified", "Closed"),
+        ("closed", "Closed"),
+    ],
 )
 def test_status_table(ggus, fp):
     assert footprints_status(ggus) == fp
@@ -35,9 +51,13 @@ def test_status_table(ggus, fp):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("Maria Rossi 555", ("Maria", "Rossi")), ("Guenter Grein", ("Guenter", "Grein")),
-     ("", ("Empty", "Submitter")), ("Cher", ("Cher", "")),
-     ("Anna Maria Schmidt", ("Anna", "Maria"))],
+    [
+        ("Maria Rossi 555", ("Maria", "Rossi")),
+        ("Guenter Grein", ("Guenter", "Grein")),
+        ("", ("Empty", "Submitter")),
+        ("Cher", ("Cher", "")),
+        ("Anna Maria Schmidt", ("Anna", "Maria")),
+    ],
 )
 def test_split_name_keeps_two_tokens_without_serial(name, expected):
     assert split_name(name) == expected
@@ -45,16 +65,27 @@ def test_split_name_keeps_two_tokens_without_serial(name, expected):
 
 def ticket(**fields):
     return Ticket(
-        ref=TicketRef("ggus", "40637"), title="CE rejects pilots", description="It fails.",
-        status="assigned", priority="urgent",
+        ref=TicketRef("ggus", "40637"),
+        title="CE rejects pilots",
+        description="It fails.",
+        status="assigned",
+        priority="urgent",
         submitter=Contact("Maria Rossi 555", "maria@example.org", "+49 1", "/CN=Maria"),
-        fields={"GHD_Experiment": "cms", "GHD_Affected_Site": "UCSDT2",
-                "GHD_Responsible_Unit": "OSG", **fields},
+        fields={
+            "GHD_Experiment": "cms",
+            "GHD_Affected_Site": "UCSDT2",
+            "GHD_Responsible_Unit": "OSG",
+            **fields,
+        },
         comments=(
-            Comment("k1", "Public words", author="Supporter",
-                    created=datetime(2026, 3, 2, 10, tzinfo=UTC), kind="public diary"),
-            Comment("k2", "Secret words", kind="internal diary",
-                    visibility=Visibility.INTERNAL),
+            Comment(
+                "k1",
+                "Public words",
+                author="Supporter",
+                created=datetime(2026, 3, 2, 10, tzinfo=UTC),
+                kind="public diary",
+            ),
+            Comment("k2", "Secret words", kind="internal diary", visibility=Visibility.INTERNAL),
         ),
         modified=datetime(2026, 3, 2, 10, 5, tzinfo=UTC),
     )

@@ -14,11 +14,18 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DIRECTION = GgusToFootprints()
 
 
-def ggus(status="assigned", priority="less urgent", title="CE rejects pilots", minutes=0,
-         comments=()):
-    return Ticket(ref=TicketRef("ggus", "40637"), title=title, description="desc",
-                  status=status, priority=priority, comments=tuple(comments),
-                  modified=T0 + timedelta(minutes=minutes))
+def ggus(
+    status="assigned", priority="less urgent", title="CE rejects pilots", minutes=0, comments=()
+):
+    return Ticket(
+        ref=TicketRef("ggus", "40637"),
+        title=title,
+        description="desc",
+        status=status,
+        priority=priority,
+        comments=tuple(comments),
+        modified=T0 + timedelta(minutes=minutes),
+    )
 
 
 def diary(text, kind="public diary", visibility=Visibility.PUBLIC):
@@ -49,16 +56,21 @@ def test_found_by_correlation_key_updates_instead_of_creating():
 
 def test_same_snapshot_twice_is_skipped():
     first = plan(ggus(comments=[diary("a")]), None, direction=DIRECTION, target_helpdesk="goc")
-    again = plan(ggus(comments=[diary("a")]), applied(None, first), direction=DIRECTION,
-                 target_helpdesk="goc")
+    again = plan(
+        ggus(comments=[diary("a")]),
+        applied(None, first),
+        direction=DIRECTION,
+        target_helpdesk="goc",
+    )
     assert again.is_skip
     assert "no change" in again.decision
 
 
 def test_update_sends_only_changed_fields_and_new_comments():
     first = plan(ggus(comments=[diary("a")]), None, direction=DIRECTION, target_helpdesk="goc")
-    later = ggus(status="in progress", priority="urgent", minutes=5,
-                 comments=[diary("a"), diary("b")])
+    later = ggus(
+        status="in progress", priority="urgent", minutes=5, comments=[diary("a"), diary("b")]
+    )
     result = plan(later, applied(None, first), direction=DIRECTION, target_helpdesk="goc")
     (op,) = result.ops
     assert isinstance(op, UpdateTicket)
@@ -69,10 +81,19 @@ def test_update_sends_only_changed_fields_and_new_comments():
 
 
 def test_stale_snapshot_never_regresses_status_or_priority_but_copies_comments():
-    first = plan(ggus(status="solved", priority="urgent", minutes=30), None, direction=DIRECTION,
-                 target_helpdesk="goc")
-    stale = ggus(status="assigned", priority="less urgent", title="old title", minutes=10,
-                 comments=[diary("late")])
+    first = plan(
+        ggus(status="solved", priority="urgent", minutes=30),
+        None,
+        direction=DIRECTION,
+        target_helpdesk="goc",
+    )
+    stale = ggus(
+        status="assigned",
+        priority="less urgent",
+        title="old title",
+        minutes=10,
+        comments=[diary("late")],
+    )
     result = plan(stale, applied(None, first), direction=DIRECTION, target_helpdesk="goc")
     (op,) = result.ops
     assert dict(op.fields) == {}
@@ -82,10 +103,15 @@ def test_stale_snapshot_never_regresses_status_or_priority_but_copies_comments()
 
 
 def test_stale_snapshot_with_nothing_new_is_skipped_with_reason():
-    first = plan(ggus(status="solved", minutes=30), None, direction=DIRECTION,
-                 target_helpdesk="goc")
-    result = plan(ggus(status="assigned", minutes=10), applied(None, first), direction=DIRECTION,
-                  target_helpdesk="goc")
+    first = plan(
+        ggus(status="solved", minutes=30), None, direction=DIRECTION, target_helpdesk="goc"
+    )
+    result = plan(
+        ggus(status="assigned", minutes=10),
+        applied(None, first),
+        direction=DIRECTION,
+        target_helpdesk="goc",
+    )
     assert result.is_skip
     assert "stale" in result.decision
 
@@ -99,10 +125,27 @@ def test_internal_diary_stays_internal_on_create_and_update():
     assert all("secret" not in v for v in op.fields.values())
 
 
-@given(st.lists(st.sampled_from(["new", "assigned", "in progress", "waiting for reply",
-                                 "on hold", "reopened", "solved", "unsolved", "verified",
-                                 "closed"]), min_size=1, max_size=8),
-       st.permutations(range(8)))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "new",
+                "assigned",
+                "in progress",
+                "waiting for reply",
+                "on hold",
+                "reopened",
+                "solved",
+                "unsolved",
+                "verified",
+                "closed",
+            ]
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.permutations(range(8)),
+)
 def test_any_delivery_order_ends_at_the_newest_status(statuses, order):
     """Snapshots delivered in any order leave Footprints with the newest snapshot's status."""
     snaps = [ggus(status=s, minutes=i) for i, s in enumerate(statuses)]
@@ -112,18 +155,23 @@ def test_any_delivery_order_ends_at_the_newest_status(statuses, order):
         if view is None:
             view = LinkView("7", result.newest_applied, result.sent, frozenset(result.copied))
         else:
-            view = LinkView("7", result.newest_applied, result.sent,
-                            view.copied | frozenset(result.copied))
+            view = LinkView(
+                "7", result.newest_applied, result.sent, view.copied | frozenset(result.copied)
+            )
     assert view is not None
-    expected = "Closed" if statuses[-1] in {"solved", "unsolved", "verified", "closed"} \
-        else "Engineering"
+    expected = (
+        "Closed" if statuses[-1] in {"solved", "unsolved", "verified", "closed"} else "Engineering"
+    )
     assert view.sent["status"] == expected
 
 
 @pytest.mark.parametrize(
     ("title", "expected"),
-    [("CE down ISSUE=7932 PROJ=71", "CE down"), ("", "(Untitled Ticket)"),
-     ("two\nlines", "two lines")],
+    [
+        ("CE down ISSUE=7932 PROJ=71", "CE down"),
+        ("", "(Untitled Ticket)"),
+        ("two\nlines", "two lines"),
+    ],
 )
 def test_title_mapping(title, expected):
     assert DIRECTION.fields(ggus(title=title))["title"] == expected

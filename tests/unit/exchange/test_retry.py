@@ -37,7 +37,9 @@ def test_gives_up_after_max_attempts():
     assert isinstance(decision, Bury) and "5 attempts" in decision.reason
 
 
-@pytest.mark.parametrize("error", [RemoteRejected("goc", "bad status"),
-                                   RemoteAuthFailed("goc", "535"), ValueError("bug")])
+@pytest.mark.parametrize(
+    "error",
+    [RemoteRejected("goc", "bad status"), RemoteAuthFailed("goc", "535"), ValueError("bug")],
+)
 def test_permanent_and_unexpected_errors_are_buried_at_once(error):
     assert isinstance(POLICY.decide(error, attempts=1, now=NOW), Bury)
