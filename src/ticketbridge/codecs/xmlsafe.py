@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from typing import Any
 
 from lxml import etree
 
@@ -103,7 +104,7 @@ def _refuse_doctype(text: str) -> None:
     more = f" and {len(entities) - 5} more" if len(entities) > 5 else ""
     external = [
         decl
-        for decl in re.findall(r"<!ENTITY[^>]*>", subset, re.IGNORECASE)
+        for decl in re.findall(r"<!ENTITY[^<>]*>", subset, re.IGNORECASE)
         if _EXTERNAL_ID.search(decl)
     ]
     kind = "an external entity (XXE)" if external else "entity declarations"
@@ -164,11 +165,12 @@ def safe_parse(
     if root is None:  # pragma: no cover - lxml raises for empty input, this is for typing
         raise MalformedMessage("malformed XML: the document is empty")
 
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype
+    if docinfo.doctype or docinfo.internalDTD is not None:
         raise UnsafeXML("XML refused: a DOCTYPE declaration is not allowed")
-    for node in root.iter(etree.Entity):
-        raise UnsafeXML(f"XML refused: entity reference {node.text} is not allowed")
+    entity = next(root.iter(etree.Entity), None)
+    if entity is not None:
+        raise UnsafeXML(f"XML refused: entity reference {entity.text} is not allowed")
     _check_depth(root, max_depth)
     return root
 
@@ -177,7 +179,7 @@ def _translate(exc: etree.XMLSyntaxError, parser: etree.XMLParser) -> MalformedM
     """Turn a parser error into our error, naming what and where."""
     errors = [e for e in parser.error_log if e.level_name in ("ERROR", "FATAL")]
     first = errors[0] if errors else None
-    code = first.type if first is not None else exc.code
+    code = first.type if first is not None else getattr(exc, "code", None)
     message = (first.message if first is not None else str(exc.msg)).strip()
     line = first.line if first is not None else exc.lineno
     column = first.column if first is not None else exc.offset
