@@ -101,7 +101,7 @@ class Ticket:
     status: str = ""
     priority: str = ""
     submitter: Contact = field(default_factory=Contact)
-    fields: Mapping[str, str] = EMPTY
+    fields: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     comments: tuple[Comment, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     modified: datetime | None = None
@@ -138,7 +138,7 @@ class CreateTicket:
     correlation_key: str
     title: str
     description: str
-    fields: Mapping[str, str] = EMPTY
+    fields: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     comments: tuple[Comment, ...] = ()
 
 
@@ -148,7 +148,7 @@ class UpdateTicket:
 
     helpdesk: str
     ticket_id: str
-    fields: Mapping[str, str] = EMPTY
+    fields: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     comments: tuple[Comment, ...] = ()
 
 

@@ -27,6 +27,7 @@ Conventions of ours (not Footprints'), written down in docs/sandbox/footprints.m
 
 from __future__ import annotations
 
+import email.policy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, getaddresses, parseaddr
 
-from ticketbridge.model import EMPTY, Comment, CreateTicket, UpdateTicket, Visibility
+from ticketbridge.model import Comment, CreateTicket, UpdateTicket, Visibility
 
 __all__ = [
     "INTERNAL_DESCRIPTION",
@@ -103,6 +104,11 @@ _FIELD_LINE_RE = re.compile(r"^([^=\s][^=]*?)[ \t]*=(.*)$")
 _END_RE = re.compile(r"^END[ \t]+(.+?)[ \t]*$", re.IGNORECASE)
 _REPLY_PREFIX_RE = re.compile(r"^\s*((re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+
+# Outgoing mails: 7-bit clean bodies (quoted-printable or base64), and headers folded only
+# past SMTP's 998-character line limit. The standard library loses a space that falls on
+# the boundary of two encoded words when it folds a non-ASCII subject at 78 characters.
+_POLICY = email.policy.default.clone(max_line_length=998, cte_type="7bit")
 
 
 def encode_field_name(label: str) -> str:
@@ -232,7 +238,7 @@ def _defuse_text(text: str) -> str:
 def _message(
     *, to: str, sender: str, subject: str, message_id: str, date: datetime, body: str
 ) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
@@ -259,12 +265,12 @@ class Submission:
     text: str
     issue: int | None = None
     project: int | None = None
-    fields: Mapping[str, str] = EMPTY
+    fields: Mapping[str, str] = field(default_factory=dict)
     sender: str = ""
     sender_name: str = ""
     cc: tuple[str, ...] = ()
     message_id: str = ""
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
 
 
 def decode_submission(msg: Message) -> Submission:

@@ -1,0 +1,209 @@
+"""``FootprintsSandbox``: the emulator as one object to start, use and stop; ``serve()``.
+
+::
+
+    with FootprintsSandbox() as fp:             # SMTP and SOAP on free 127.0.0.1 ports
+        smtplib.SMTP("127.0.0.1", fp.smtp_port).send_message(mail)
+        fp.find("40637")                       # issues whose Originating Ticket Number is 40637
+        fp.outbox()                            # notifications and rejection replies
+
+docs/sandbox/footprints.md describes what it does and where it differs from Footprints.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from ticketbridge.codecs.mrwebservices import ENDPOINT_PATH
+from ticketbridge.sandbox.footprints.engine import Clock, Footprints, _utcnow
+from ticketbridge.sandbox.footprints.servers import SmtpDoor, SoapDoor
+from ticketbridge.sandbox.footprints.store import Issue, IssueStore, OutboxMail
+
+__all__ = ["DEFAULT_AGENTS", "SANDBOX_PASSWORD", "FootprintsSandbox", "serve"]
+
+#: The emulator's MRWebServices password unless one is given (a training instance, not a secret).
+SANDBOX_PASSWORD = "demo"  # noqa: S105
+
+#: The agent address book: Footprints agents (TX agents of GOC-TX) that have a mail address.
+DEFAULT_AGENTS: Mapping[str, str] = {
+    "TX_FP71_GGUS2": "tx+fp71_ggus2@goc.example.org",
+}
+
+
+class FootprintsSandbox:
+    """A running Footprints emulator: email interface over SMTP, MRWebServices over HTTP."""
+
+    def __init__(
+        self,
+        *,
+        db_path: str | Path = ":memory:",
+        project: int = 71,
+        smtp_port: int = 0,
+        http_port: int = 0,
+        incoming_address: str = "fp-incoming@goc.example.org",
+        notify: Sequence[str] = ("tx+fp71_ggus2@goc.example.org",),
+        smarthost: tuple[str, int] | None = None,
+        user: str = "goctx",
+        password: str = SANDBOX_PASSWORD,
+        agents: Mapping[str, str] | None = None,
+        dedupe_message_ids: bool = True,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.project = project
+        self.user = user
+        self.password = password
+        self.incoming_address = incoming_address
+        self._db_path = db_path
+        self._ports = (smtp_port, http_port)
+        self.store = IssueStore(db_path)
+        self.engine = Footprints(
+            self.store,
+            project=project,
+            incoming_address=incoming_address,
+            notify=notify,
+            agents=DEFAULT_AGENTS if agents is None else agents,
+            smarthost=smarthost,
+            dedupe_message_ids=dedupe_message_ids,
+            clock=clock,
+        )
+        self._smtp: SmtpDoor | None = None
+        self._soap: SoapDoor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> FootprintsSandbox:
+        """Open both doors. Returns self, so ``fp = FootprintsSandbox().start()`` reads well."""
+        if self._smtp is not None:
+            raise RuntimeError("the Footprints sandbox is already running")
+        smtp_port, http_port = self._ports
+        soap = SoapDoor(self.engine, user=self.user, password=self.password, port=http_port)
+        smtp = SmtpDoor(self.engine, port=smtp_port)
+        try:
+            soap.start()
+            smtp.start()
+        except BaseException:
+            soap.stop()
+            raise
+        self._soap, self._smtp = soap, smtp
+        return self
+
+    def stop(self) -> None:
+        """Close both doors; the database stays open for reading until :meth:`close`."""
+        if self._smtp is not None:
+            self._smtp.stop()
+            self._smtp = None
+        if self._soap is not None:
+            self._soap.stop()
+            self._soap = None
+
+    def close(self) -> None:
+        """Stop and close the database."""
+        self.stop()
+        self.store.close()
+
+    def __enter__(self) -> FootprintsSandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._smtp is not None
+
+    @property
+    def smtp_port(self) -> int:
+        if self._smtp is None:
+            raise RuntimeError("the Footprints sandbox is not running")
+        return self._smtp.port
+
+    @property
+    def http_port(self) -> int:
+        if self._soap is None:
+            raise RuntimeError("the Footprints sandbox is not running")
+        return self._soap.port
+
+    @property
+    def soap_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}{ENDPOINT_PATH}"
+
+    # -- reading, for tests and the demo -------------------------------------------------
+
+    def tickets(self) -> list[Issue]:
+        """Every issue, by number."""
+        return self.store.issues()
+
+    def ticket(self, mrid: int | str) -> Issue:
+        """One issue. Raises KeyError if it does not exist."""
+        issue = self.store.issue(int(mrid))
+        if issue is None:
+            raise KeyError(f"no issue {mrid} in project {self.project}")
+        return issue
+
+    def find(self, originating_ticket_number: str) -> list[Issue]:
+        """Issues whose Originating Ticket Number is this value (two or more: a duplicate)."""
+        return [i for i in self.store.issues()
+                if i.project_fields.get("Originating Ticket Number") == originating_ticket_number]
+
+    def outbox(self) -> list[OutboxMail]:
+        """Every notification and rejection reply, sent or kept, oldest first."""
+        return self.store.outbox()
+
+
+def serve(
+    *,
+    db_path: str | Path = "footprints.sqlite3",
+    project: int = 71,
+    smtp_port: int = 2525,
+    http_port: int = 8088,
+    smarthost: tuple[str, int] | None = None,
+    incoming_address: str = "fp-incoming@goc.example.org",
+    notify: Sequence[str] = ("tx+fp71_ggus2@goc.example.org",),
+    user: str = "goctx",
+    password: str = SANDBOX_PASSWORD,
+    out: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the emulator in the foreground until SIGINT or SIGTERM (or ``stop`` is set)."""
+    done = stop or threading.Event()
+    sandbox = FootprintsSandbox(
+        db_path=db_path, project=project, smtp_port=smtp_port, http_port=http_port,
+        incoming_address=incoming_address, notify=notify, smarthost=smarthost, user=user,
+        password=password,
+    )
+    previous: dict[signal.Signals, Any] = {}
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    with sandbox:
+        if in_main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, _on_signal)
+        try:
+            out(f"Footprints emulator, project {project} (database {db_path})")
+            out(f"  email interface: smtp://127.0.0.1:{sandbox.smtp_port}  "
+                f"(mail to {incoming_address})")
+            out(f"  MRWebServices:   {sandbox.soap_url}  (user {user})")
+            relay = f"{smarthost[0]}:{smarthost[1]}" if smarthost else "none: mails kept in outbox"
+            out(f"  notifications:   {', '.join(notify) or 'none'} via {relay}")
+            out("Press Ctrl-C to stop.")
+            while not done.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    out("Footprints emulator stopped.")

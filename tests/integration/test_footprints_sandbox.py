@@ -1,0 +1,384 @@
+"""The Footprints emulator over its real doors: SMTP on one loopback port, SOAP on another."""
+
+from __future__ import annotations
+
+import http.client
+import smtplib
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.support.footprints import GGUS_SENDER, TX_ADDRESS, MailSink, mail
+from ticketbridge.codecs import mrwebservices as mrws
+from ticketbridge.sandbox.footprints import FootprintsSandbox, serve
+
+Send = Callable[[EmailMessage], None]
+
+
+def _soap(sandbox: FootprintsSandbox, method: str, body: bytes) -> mrws.SoapValue:
+    request = urllib.request.Request(
+        sandbox.soap_url, data=body, method="POST",
+        headers={"Content-Type": "text/xml", "SOAPAction": mrws.soap_action(method)})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return mrws.parse_response(response.read())
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 500
+        return mrws.parse_response(exc.read())
+
+
+CREATE_BODY = """The CE at MWT2 refuses all jobs.
+
+status=Engineering
+priority=High
+Originating Ticket Number=40637
+ticket type=Problem/Request
+assignees=TX_FP71_GGUS2 "OSG GOC Support Team"
+ENG Next Action Item=TX Incoming
+Office Phone=+1 555 0100
+Internal Description=agent-only
+second line
+END Internal Description
+problem type=software
+"""
+
+
+def _create(send: Send, sandbox: FootprintsSandbox, **kw: str) -> int:
+    send(mail("CE down at MWT2", CREATE_BODY, message_id="<c1@ggus.example.org>",
+              sender="Jane Doe <jane@ggus.example.org>", cc="site-admin@mwt2.example.org", **kw))
+    (issue,) = sandbox.find("40637")
+    return issue.mrid
+
+
+# --- email interface -------------------------------------------------------------------
+
+
+def test_mail_creates_an_issue(fp_sandbox: FootprintsSandbox, send_to_fp: Send) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    issue = fp_sandbox.ticket(mrid)
+    assert issue.title == "CE down at MWT2"
+    assert (issue.status, issue.priority, issue.ticket_type) == ("Engineering", 2,
+                                                                 "Problem/Request")
+    assert issue.submitter == "jane@ggus.example.org"
+    assert issue.contact == {"Email address": "jane@ggus.example.org", "First Name": "Jane",
+                             "Last Name": "Doe", "Office Phone": "+1 555 0100"}
+    assert issue.assignees == ("CC:site-admin@mwt2.example.org", "TX_FP71_GGUS2",
+                               "OSG__bGOC__bSupport__bTeam")
+    assert issue.project_fields == {"Originating Ticket Number": "40637",
+                                    "ENG Next Action Item": "TX Incoming"}
+    public, internal = issue.descriptions[1], issue.descriptions[0]
+    # The unknown "problem type" line stays in the description, as Footprints did.
+    assert public.data == "The CE at MWT2 refuses all jobs.\n\nproblem type=software"
+    assert not public.internal
+    assert internal.internal and internal.data == "agent-only\nsecond line"
+    assert public.stamp.startswith("Entered on ") and public.stamp.endswith(
+        " UTC by jane@ggus.example.org")
+
+
+def test_notifications_reach_the_tx_address_with_subject_and_fields(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send, fp_sink: MailSink
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    (note,) = fp_sink.messages(to=TX_ADDRESS)
+    assert note["Subject"] == f"CE down at MWT2 ISSUE={mrid} PROJ=71"
+    body = note.get_content()
+    assert "Originating Ticket Number: 40637" in body
+    assert "Status: Engineering" in body
+    assert "The CE at MWT2 refuses all jobs." in body
+    assert "agent-only" not in body  # internal entries are never mailed
+    (kept,) = fp_sandbox.outbox()
+    assert kept.kind == "notification" and kept.delivered and kept.mrid == mrid
+
+
+def test_reply_with_issue_in_subject_updates_that_issue(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send, fp_sink: MailSink
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    send_to_fp(mail(f"Re: CE down at MWT2 ISSUE={mrid} PROJ=71",
+                    "Restarted the gatekeeper.\nstatus=customer\npriority=1\n"
+                    'assignees=-TX_FP71_GGUS2 +jdoe "Team Two"\nReady to Close?=yes\n'))
+    issue = fp_sandbox.ticket(mrid)
+    assert len(fp_sandbox.tickets()) == 1
+    assert (issue.status, issue.priority) == ("Customer", 1)
+    assert issue.assignees == ("CC:site-admin@mwt2.example.org", "OSG__bGOC__bSupport__bTeam",
+                               "jdoe", "Team__bTwo")
+    assert issue.project_fields["Ready to Close?"] == "Yes"
+    assert issue.descriptions[0].data == "Restarted the gatekeeper."  # newest first
+    assert len(issue.descriptions) == 3
+    assert issue.modified >= issue.created
+    # TX_FP71_GGUS2 was removed, but the configured notification address still hears of it.
+    assert [m["Subject"] for m in fp_sink.messages(to=TX_ADDRESS)][-1] == (
+        f"CE down at MWT2 ISSUE={mrid} PROJ=71")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("status=Bogus", "status=Bogus: not a valid status"),
+        ("priority=7", "priority=7: not a valid priority"),
+        ("priority=urgent", "priority=urgent: not a valid priority"),
+        ("Ticket Type=Complaint", "Ticket Type=Complaint: not a valid ticket type"),
+        ("ENG Next Action Date/Time (UTC)=tomorrow", "must be YYYY-MM-DD HH:MM:SS"),
+        ("project=72", "there is no project 72"),
+    ],
+)
+def test_invalid_values_are_rejected_with_a_reply_naming_why(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send, fp_sink: MailSink, line: str, reason: str
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    before = fp_sandbox.ticket(mrid)
+    send_to_fp(mail(f"Re: x ISSUE={mrid} PROJ=71", f"new text\nstatus=Closed\n{line}\n",
+                    sender="Op <operator@example.org>", message_id="<bad@example.org>"))
+    assert fp_sandbox.ticket(mrid) == before  # nothing changed, not even the text
+    (reply,) = fp_sink.messages(to="operator@example.org")
+    assert reply["In-Reply-To"] == "<bad@example.org>"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reason in reply.get_content()
+    assert fp_sandbox.outbox()[-1].kind == "rejection"
+
+
+def test_update_of_unknown_issue_is_rejected(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send, fp_sink: MailSink
+) -> None:
+    send_to_fp(mail("Re: ghost ISSUE=999 PROJ=71", "hello\n"))
+    assert fp_sandbox.tickets() == []
+    (reply,) = fp_sink.messages(to=GGUS_SENDER)
+    assert "ISSUE=999: there is no issue 999 in project 71" in reply.get_content()
+
+
+def test_mail_for_another_address_is_refused_at_rcpt(fp_sandbox: FootprintsSandbox) -> None:
+    with smtplib.SMTP("127.0.0.1", fp_sandbox.smtp_port, timeout=10) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+            smtp.send_message(mail("x", "y"), to_addrs=["someone@else.example.org"])
+    ((code, _),) = caught.value.recipients.values()
+    assert code == 550
+
+
+def test_a_resent_mail_is_applied_once(fp_sandbox: FootprintsSandbox, send_to_fp: Send) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    update = mail(f"Re: x ISSUE={mrid} PROJ=71", "one more line\n", message_id="<u1@x.org>")
+    send_to_fp(update)
+    send_to_fp(update)
+    assert [e.data for e in fp_sandbox.ticket(mrid).descriptions].count("one more line") == 1
+
+
+def test_without_dedupe_a_resent_mail_is_applied_twice_as_footprints_did() -> None:
+    with FootprintsSandbox(dedupe_message_ids=False) as sandbox:
+        msg = mail("Twice", "body\nOriginating Ticket Number=1\n", message_id="<same@x.org>")
+        for _ in range(2):
+            with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=10) as smtp:
+                smtp.send_message(msg, to_addrs=[sandbox.incoming_address])
+        assert len(sandbox.find("1")) == 2
+
+
+def test_without_smarthost_mails_are_kept_in_the_outbox() -> None:
+    with FootprintsSandbox() as sandbox:
+        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=10) as smtp:
+            smtp.send_message(mail("Kept", "x\nstatus=Nope\n"), to_addrs=[sandbox.incoming_address])
+            smtp.send_message(mail("Made", "x\n"), to_addrs=[sandbox.incoming_address])
+        kinds = [(m.kind, m.delivered, m.recipients) for m in sandbox.outbox()]
+        assert kinds == [("rejection", False, (GGUS_SENDER,)),
+                         ("notification", False, (TX_ADDRESS,))]
+
+
+def test_an_unreachable_smarthost_is_recorded_not_fatal() -> None:
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FootprintsSandbox(smarthost=("127.0.0.1", port)) as sandbox:
+        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=10) as smtp:
+            smtp.send_message(mail("Made", "x\n"), to_addrs=[sandbox.incoming_address])
+        (issue,) = sandbox.tickets()
+        (note,) = sandbox.outbox()
+        assert issue.title == "Made"
+        assert not note.delivered and note.error
+
+
+def test_issues_survive_a_restart_with_a_database_file(tmp_path: Path) -> None:
+    db = tmp_path / "fp.sqlite3"
+    with FootprintsSandbox(db_path=db) as sandbox:
+        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=10) as smtp:
+            smtp.send_message(mail("Kept", "x\nOriginating Ticket Number=77\n"),
+                              to_addrs=[sandbox.incoming_address])
+    with FootprintsSandbox(db_path=db) as again:
+        (issue,) = again.find("77")
+        assert issue.title == "Kept"
+
+
+# --- MRWebServices ---------------------------------------------------------------------
+
+
+def _create_args(**extra: mrws.SoapValue) -> dict[str, mrws.SoapValue]:
+    args: dict[str, mrws.SoapValue] = {
+        "projectID": 71, "title": "Cert request", "priorityNumber": 3, "status": "Engineering",
+        "description": "Please renew <host> & co", "submitter": "OSG-GOC",
+        "assignees": ["TX_FP71_GGUS2"], "permanentCCs": ["cc@example.org"],
+        "abfields": {"First__bName": "Ann", "Last__bName": "Lee"},
+        "projfields": {"Ticket__bType": "Host Certificate Request",
+                       "Originating__bTicket__bNumber": "G-1"},
+    }
+    args.update(extra)
+    return args
+
+
+def test_soap_create_edit_details_and_search(
+    fp_sandbox: FootprintsSandbox, fp_sink: MailSink
+) -> None:
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    created = _soap(fp_sandbox, *mrws.create_issue(user, pw, _create_args(), goc=True))
+    assert isinstance(created, str) and created.isdigit()
+    mrid = int(created)
+    edited = _soap(fp_sandbox, *mrws.edit_issue(user, pw, {
+        "projectID": 71, "mrID": mrid, "status": "Resolved", "description": "Done.",
+        "mail": {"assignees": 0, "contact": 0, "permanentCCs": 0}}))
+    assert edited == str(mrid)
+    details = mrws.IssueDetails.from_soap(
+        _soap(fp_sandbox, *mrws.get_issue_details(user, pw, 71, mrid)))
+    assert (details.title, details.status, details.priority) == ("Cert request", "Resolved", 3)
+    assert details.submitter == "OSG-GOC"
+    assert details.assignees == ("TX_FP71_GGUS2", "CC:cc@example.org")
+    assert details.fields["Ticket__bType"] == "Host Certificate Request"
+    assert details.fields["Originating__bTicket__bNumber"] == "G-1"
+    assert details.fields["First__bName"] == "Ann"
+    assert [d.data for d in details.descriptions] == ["Done.", "Please renew <host> & co"]
+    assert details.modified is not None and details.lastdate and details.lasttime
+    # The create notified; the edit had its notifications suppressed by the mail hash.
+    assert len(fp_sink.messages(to=TX_ADDRESS)) == 1
+
+    query = mrws.build_search_query(71, {"Originating__bTicket__bNumber": "g-1"}, ["mrSTATUS"])
+    assert _soap(fp_sandbox, *mrws.search(user, pw, query)) == [
+        {"mrID": mrid, "mrSTATUS": "Resolved"}]
+    none = mrws.build_search_query(71, {"Originating__bTicket__bNumber": "nope"})
+    assert _soap(fp_sandbox, *mrws.search(user, pw, none)) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ({"status": "Bogus"}, "status=Bogus: not a valid status"),
+        ({"priorityNumber": 9}, "not a valid priority"),
+        ({"projectID": 5}, "project 5 does not exist"),
+        ({"title": ""}, "title is required"),
+        ({"projfields": {"Ticket__bType": "Nope"}}, "not a valid ticket type"),
+        ({"projfields": {"Favourite__bColour": "red"}}, "unknown project field"),
+        ({"mail": {}}, "Can't coerce array into hash"),
+    ],
+)
+def test_soap_create_with_invalid_values_faults(
+    fp_sandbox: FootprintsSandbox, args: dict[str, mrws.SoapValue], reason: str
+) -> None:
+    method, body = mrws.create_issue(fp_sandbox.user, fp_sandbox.password, _create_args(**args))
+    with pytest.raises(mrws.SoapFault, match=reason):
+        _soap(fp_sandbox, method, body)
+    assert fp_sandbox.tickets() == []
+
+
+def test_soap_unknown_issue_faults(fp_sandbox: FootprintsSandbox) -> None:
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    with pytest.raises(mrws.SoapFault, match="issue 42 does not exist"):
+        _soap(fp_sandbox, *mrws.get_issue_details(user, pw, 71, 42))
+    with pytest.raises(mrws.SoapFault, match="issue 42 does not exist"):
+        _soap(fp_sandbox, *mrws.edit_issue(user, pw, {"projectID": 71, "mrID": 42}))
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("DELETE FROM MASTER71", "unsupported query"),
+        ("SELECT mrID FROM MASTER71 WHERE mrSTATUS LIKE 'E%'", "unsupported condition"),
+        ("SELECT mrID FROM MASTER71 WHERE mrSTATUS = 'x' OR 1 = 1", "only AND"),
+        ("SELECT mrID FROM MASTER71 WHERE secret = 'x'", "Unknown column 'secret'"),
+        ("SELECT mrID FROM users WHERE mrID = '1'", "only MASTER<project>"),
+        ("SELECT mrID FROM MASTER72 WHERE mrID = '1'", "MASTER72' doesn't exist"),
+    ],
+)
+def test_soap_search_outside_the_subset_faults_naming_the_problem(
+    fp_sandbox: FootprintsSandbox, query: str, reason: str
+) -> None:
+    with pytest.raises(mrws.SoapFault, match=reason):
+        _soap(fp_sandbox, *mrws.search(fp_sandbox.user, fp_sandbox.password, query))
+
+
+def test_soap_wrong_password_faults_as_auth(fp_sandbox: FootprintsSandbox) -> None:
+    with pytest.raises(mrws.SoapFault) as caught:
+        _soap(fp_sandbox, *mrws.get_issue_details(fp_sandbox.user, "wrong", 71, 1))
+    assert mrws.is_auth_fault(caught.value)
+
+
+def test_soap_unknown_method_faults(fp_sandbox: FootprintsSandbox) -> None:
+    body = mrws.build_call("MRWebServices__deleteIssue", [("user", "goctx")])
+    with pytest.raises(mrws.SoapFault, match="no method 'MRWebServices__deleteIssue'"):
+        _soap(fp_sandbox, "MRWebServices__deleteIssue", body)
+
+
+def test_hostile_soap_bodies_are_refused_without_reading_files(
+    fp_sandbox: FootprintsSandbox, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    xxe = f"""<?xml version="1.0"?>
+<!DOCTYPE e [<!ENTITY x SYSTEM "file://{secret}">]>
+<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>
+<m:MRWebServices__search xmlns:m="MRWebServices"><user>goctx</user>
+<password>&x;</password></m:MRWebServices__search></e:Body></e:Envelope>""".encode()
+    request = urllib.request.Request(fp_sandbox.soap_url, data=xxe, method="POST",
+                                     headers={"Content-Type": "text/xml"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    answer = caught.value.read()
+    assert b"TOP-SECRET" not in answer
+    with pytest.raises(mrws.SoapFault, match="request refused: XML refused"):
+        mrws.parse_response(answer)
+
+
+def test_http_edges(fp_sandbox: FootprintsSandbox) -> None:
+    with pytest.raises(urllib.error.HTTPError) as get:
+        urllib.request.urlopen(fp_sandbox.soap_url, timeout=10)
+    assert get.value.code == 405
+    wrong = fp_sandbox.soap_url.replace("MRWebServices.pl", "other.pl")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(urllib.request.Request(wrong, data=b"<x/>"), timeout=10)
+    assert missing.value.code == 404
+    # An announced oversize body is refused before a byte of it is read.
+    connection = http.client.HTTPConnection("127.0.0.1", fp_sandbox.http_port, timeout=10)
+    try:
+        connection.putrequest("POST", mrws.ENDPOINT_PATH)
+        connection.putheader("Content-Length", str(mrws.MAX_DOCUMENT_BYTES + 1))
+        connection.endheaders()
+        assert connection.getresponse().status == 413
+    finally:
+        connection.close()
+
+
+def test_serve_prints_its_endpoints_and_stops_on_request(tmp_path: Path) -> None:
+    lines: list[str] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if line.startswith("Press Ctrl-C"):
+            ready.set()
+
+    runner = threading.Thread(target=serve, kwargs={
+        "db_path": tmp_path / "fp.sqlite3", "smtp_port": 0, "http_port": 0, "out": out,
+        "stop": stop})
+    runner.start()
+    try:
+        assert ready.wait(10), lines
+        smtp_line = next(line for line in lines if "smtp://127.0.0.1:" in line)
+        port = int(smtp_line.split("smtp://127.0.0.1:")[1].split()[0])
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
+        assert any("/MRcgi/MRWebServices.pl" in line for line in lines)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert lines[-1] == "Footprints emulator stopped."
