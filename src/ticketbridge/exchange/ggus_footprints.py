@@ -130,15 +130,22 @@ class GgusToFootprints:
         # GGUS-side guards (B5.2) belong to the other direction.
         return new
 
-    def comment(self, comment: Comment, source: Ticket) -> Comment:
+    def comment_text(self, comment: Comment) -> str:
+        """The entry's text without its GGUS stamp: what identifies a copied comment."""
         header = HEADERS.get(comment.kind, f"[{comment.kind.title()}]")
+        return f"{header}\n{comment.body.strip()}"
+
+    def comment(self, comment: Comment, source: Ticket) -> Comment:
         when = ""
         if comment.created is not None:
             when = comment.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        byline = " -- ".join(p for p in (comment.author, when) if p)
-        body = f"{header}\n{comment.body.strip()}"
-        if byline:
-            body += f"\n[GGUS {source.ref.id} by {byline}]"
+        body = self.comment_text(comment)
+        stamp = f"[GGUS {source.ref.id}"
+        if comment.author:
+            stamp += f" by {comment.author}"
+        if when:
+            stamp += f" at {when}"
+        body += f"\n{stamp}]"
         # The byline is already in the body; the codec must not add another one.
         return replace(comment, body=body, author="", created=None)
 

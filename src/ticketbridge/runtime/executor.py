@@ -113,6 +113,8 @@ class Executor:
         decision = f"{note}{result.decision}"
         self._audit(snapshot, "decision", decision, None, entry.id, job.id, link)
         if result.is_skip:
+            if view is not None and (link is None or link.b_id is None):
+                self._remember_adopted(name, exchange, snapshot, view, result)
             self.store.set_inbox_state(entry.id, "skipped", decision)
             return Outcome("skipped", decision, str(ref))
         self._apply(name, exchange, snapshot, link, view, result, target, direction, entry.id, job)
@@ -143,6 +145,8 @@ class Executor:
         if link is not None:  # a create was attempted; has the ticket appeared?
             found = target.find_by_correlation(key)
             if found is not None:
+                # The create went through but its outcome was not recorded: what the
+                # ticket already shows counts as sent, so nothing is copied twice.
                 self.store.update_link(link.id, b_id=found, state="active")
                 self._audit(
                     snapshot,
@@ -153,9 +157,9 @@ class Executor:
                     None,
                     link,
                 )
-                refreshed = self.store.find_link(name, snapshot.ref.helpdesk, snapshot.ref.id)
-                assert refreshed is not None
-                return self._link_view(refreshed), ""
+                return self._adopt(target.fetch(found), snapshot, direction), (
+                    f"create already applied as {exchange.target}:{found}; "
+                )
             sent_at = _parse_time(link.data.get("create_sent_at"))
             if sent_at is None:
                 return None, "earlier create was never sent; "
@@ -186,7 +190,39 @@ class Executor:
         found = target.find_by_correlation(key)
         if found is None:
             return None, note
-        return self._adopt(target.fetch(found), snapshot, direction), note
+        return self._adopt(target.fetch(found), snapshot, direction), (
+            f"{note}adopt {exchange.target}:{found} (it carries correlation key {key!r}); "
+        )
+
+    def _remember_adopted(
+        self,
+        name: str,
+        exchange: ExchangeSettings,
+        snapshot: Ticket,
+        view: LinkView,
+        result: Plan,
+    ) -> None:
+        """Record a link found by search even when nothing needed sending."""
+        ref = snapshot.ref
+        with self.store.transaction() as tx:
+            link = tx.find_link(name, ref.helpdesk, ref.id) or tx.create_link(
+                exchange=name,
+                a_helpdesk=ref.helpdesk,
+                a_id=ref.id,
+                b_helpdesk=exchange.target,
+                b_id=view.target_id,
+                state="active",
+                data={},
+            )
+            tx.update_link(
+                link.id,
+                b_id=view.target_id,
+                state="active",
+                a_modified=result.newest_applied,
+                data={**link.data, "sent": dict(result.sent)},
+            )
+            for key in view.copied:
+                tx.record_copied(link.id, "ab", "comment", key)
 
     def _link_view(self, link: LinkRecord) -> LinkView:
         assert link.b_id is not None
@@ -204,9 +240,7 @@ class Executor:
         sent = {"title": home.title, "status": home.status, "priority": home.priority}
         existing = "\n".join([home.description, *(c.body for c in home.comments)])
         copied = frozenset(
-            c.key
-            for c in snapshot.comments
-            if direction.comment(c, snapshot).body.strip() in existing
+            c.key for c in snapshot.comments if direction.comment_text(c) in existing
         )
         return LinkView(home.ref.id, None, sent, copied)
 

@@ -56,10 +56,11 @@ class Worker:
 
     def run_once(self) -> int:
         """Run every job that is claimable now; return how many were run."""
+        # Claims compare with the time the pass started, so a job that fails and is
+        # rescheduled during this pass waits for the next pass instead of spinning here.
+        started = self.clock()
         count = 0
-        while (
-            job := self.store.claim_job(self.name, lease=self.lease, now=self.clock())
-        ) is not None:
+        while (job := self.store.claim_job(self.name, lease=self.lease, now=started)) is not None:
             self.run_job(job)
             count += 1
         return count

@@ -110,7 +110,7 @@ def test_diaries_become_entries_with_header_author_and_time_internal_kept_intern
     op = GgusToFootprints().create(ticket(), "goc")
     public, internal = op.comments
     assert public.body.startswith("[Public Diary]\nPublic words")
-    assert "by Supporter -- 2026-03-02 10:00:00 UTC" in public.body
+    assert "[GGUS 40637 by Supporter at 2026-03-02 10:00:00 UTC]" in public.body
     assert public.visibility is Visibility.PUBLIC
     assert internal.body.startswith("[Internal Diary]\nSecret words")
     assert internal.visibility is Visibility.INTERNAL
