@@ -308,7 +308,7 @@ def test_footprints_down_retries_then_applies_when_back(tmp_path, store_url):
 def test_timeline_shows_trigger_decision_operation_receipt(rig):
     rig.deliver(mail(ticket(), 1))
     kinds = [e.kind for e in rig.app.store.timeline("ggus", "40637")]
-    for kind in ("trigger", "decision", "operation", "receipt"):
+    for kind in ("trigger", "snapshot", "decision", "operation", "receipt"):
         assert kind in kinds
     assert kinds.index("trigger") < kinds.index("decision") < kinds.index("operation")
 

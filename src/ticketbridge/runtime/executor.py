@@ -96,7 +96,7 @@ class Executor:
             f"{mail.subject[:120]!r} status={snapshot.status!r} priority={snapshot.priority!r}"
         )
         detail: dict[str, Any] = {"message_id": mail.message_id, "warnings": list(mail.warnings)}
-        self._audit(snapshot, "trigger", f"inbox {entry.id}: {summary}", detail, entry.id, job.id)
+        self._audit(snapshot, "snapshot", f"inbox {entry.id}: {summary}", detail, entry.id, job.id)
 
         direction = GgusToFootprints(
             ticket_url=source_settings.ticket_url,

@@ -209,6 +209,7 @@ def run_demo(console: Console, *, keep_running: bool = False, directory: str | N
     with tempfile.TemporaryDirectory(prefix="ticketbridge-demo-") as tmp:
         root = Path(directory or tmp)
         root.mkdir(parents=True, exist_ok=True)
+        (root / "mail").mkdir(exist_ok=True)
         maildir = mailbox.Maildir(root / "mail" / "ggus", create=True)
         with FootprintsSandbox(db_path=root / "footprints.sqlite3") as fp:
             (root / "ticketbridge.yaml").write_text(
@@ -225,22 +226,23 @@ def run_demo(console: Console, *, keep_running: bool = False, directory: str | N
                 for column in ("#", "mail", "outcome", "why"):
                     table.add_column(column)
                 for n, step in enumerate(scenario(), start=1):
+                    seen = {e.id for e in app.store.list_inbox(limit=1000)}
                     maildir.add(step.raw)
                     app.run_once()
-                    entry = app.store.list_inbox(limit=1)[0]
-                    state: str = entry.state
-                    reason = entry.reason or ""
-                    if app.store.pending_count() and state == "received":
-                        state = "waiting"
-                    if n == 6:
-                        state, reason = "duplicate", "same Message-ID already in the inbox"
+                    fresh = [e for e in app.store.list_inbox(limit=1000) if e.id not in seen]
+                    if not fresh:
+                        state, reason = "duplicate", "already in the inbox: nothing done"
+                    else:
+                        state, reason = fresh[0].state, fresh[0].reason or ""
                     table.add_row(str(n), step.label, state, reason)
                 console.print(table)
                 _print_footprints(console, fp)
-                console.print(
-                    "\nSee the timeline of a ticket with:\n"
-                    f"  ticketbridge show ggus:40637 -c {root / 'ticketbridge.yaml'}"
-                )
+                _print_timeline(console, app, "40637")
+                if directory:
+                    console.print(
+                        "\nEverything is kept in the directory; look around with e.g.\n"
+                        f"  ticketbridge links -c {root / 'ticketbridge.yaml'}"
+                    )
                 if keep_running:
                     console.print(
                         f"\nStill running. Drop GGUS mails into {root / 'mail/ggus/new'}"
@@ -271,4 +273,13 @@ def _print_footprints(console: Console, fp: FootprintsSandbox) -> None:
             ticket.project_fields.get("Originating Ticket Number", ""),
             str(entries),
         )
+    console.print(table)
+
+
+def _print_timeline(console: Console, app: App, ggus_id: str) -> None:
+    table = Table(title=f"timeline of ggus:{ggus_id} (ticketbridge show)", title_justify="left")
+    for column in ("kind", "summary"):
+        table.add_column(column)
+    for event in app.store.timeline("ggus", ggus_id):
+        table.add_row(event.kind, event.summary)
     console.print(table)
