@@ -6,97 +6,22 @@ connector) over loopback SMTP and SOAP. Failure injection wraps the real connect
 
 from __future__ import annotations
 
-import mailbox
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 
-from ticketbridge.codecs import ggus_mail
-from ticketbridge.config import parse_config
+from tests.support.exchange import T0, Rig, diary, mail, ticket
 from ticketbridge.connectors.footprints import FootprintsConnector
 from ticketbridge.errors import RemoteUnavailable
 from ticketbridge.model import (
-    Comment,
-    Contact,
     CreateTicket,
     Operation,
     Receipt,
-    Ticket,
-    TicketRef,
     Visibility,
-    text_digest,
 )
-from ticketbridge.runtime.app import App
 from ticketbridge.sandbox.footprints import FootprintsSandbox
 from ticketbridge.store import Store
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-CONFIG = """\
-database: "{database}"
-helpdesks:
-  ggus: {{kind: ggus-mail}}
-  goc:
-    kind: footprints-mail
-    incoming_address: fp-incoming@goc.example.org
-    sender: osg-tx@goc.example.org
-    smtp_port: {smtp}
-    soap_url: "{soap}"
-    user: goctx
-    password: demo
-    timeout: 5
-receivers:
-  ggus:
-    helpdesk: ggus
-    mailbox: {{kind: maildir, path: "{maildir}"}}
-exchanges:
-  ggus-goc: {{source: ggus, target: goc}}
-worker: {{base_delay: 0.01, max_attempts: 3, pending_grace_seconds: {grace}}}
-"""
-
-
-def ticket(gid="40637", *, status="assigned", priority="less urgent", minutes=0, comments=(),
-           title="CE rejects pilots", **fields):
-    return Ticket(
-        ref=TicketRef("ggus", gid), title=title, description="Pilots fail.", status=status,
-        priority=priority, submitter=Contact("Maria Rossi", "maria@example.org"),
-        fields={"GHD_Request-ID": gid, "GHD_Responsible_Unit": "OSG", **fields},
-        comments=tuple(comments), modified=T0 + timedelta(minutes=minutes),
-    )
-
-
-def diary(text, kind="public diary", visibility=Visibility.PUBLIC):
-    return Comment(text_digest(kind, text), text, kind=kind, visibility=visibility)
-
-
-def mail(t: Ticket, n: int) -> bytes:
-    return ggus_mail.encode(t, to="osg-tx@goc.example.org", sender="helpdesk@ggus.example.org",
-                            date=t.modified, message_id=f"<m{n}-{t.ref.id}@ggus.example.org>")
-
-
-class Rig:
-    """One exchange: a Maildir, a store, the emulator, and an App built from a config."""
-
-    def __init__(self, root: Path, database: str, fp: FootprintsSandbox, grace: float = 600):
-        self.root, self.fp = root, fp
-        root.mkdir(parents=True, exist_ok=True)
-        self.maildir = mailbox.Maildir(root / "maildir", create=True)
-        self.settings = parse_config(CONFIG.format(
-            database=database, smtp=fp.smtp_port, soap=fp.soap_url, maildir=root / "maildir",
-            grace=grace))
-        self.app = App(self.settings)
-
-    def deliver(self, raw: bytes) -> None:
-        self.maildir.add(raw)
-        self.app.run_once()
-
-    def states(self) -> list[str]:
-        return [e.state for e in reversed(self.app.store.list_inbox())]
-
-    def close(self) -> None:
-        self.app.close()
 
 
 @pytest.fixture
@@ -122,8 +47,17 @@ def test_new_then_update_land_on_the_same_ticket(rig):
     assert issue.title == "CE rejects pilots"
     assert issue.status == "Engineering" and issue.priority == 4
     assert issue.field("Originating Ticket Number") == "40637"
-    rig.deliver(mail(ticket(status="solved", priority="urgent", minutes=5,
-                            comments=[diary("Fixed the CRL", "solution")]), 2))
+    rig.deliver(
+        mail(
+            ticket(
+                status="solved",
+                priority="urgent",
+                minutes=5,
+                comments=[diary("Fixed the CRL", "solution")],
+            ),
+            2,
+        )
+    )
     (issue,) = rig.fp.tickets()
     assert issue.status == "Closed" and issue.priority == 3
     assert any("Fixed the CRL" in d.data for d in entries(issue, internal=False))
@@ -166,11 +100,29 @@ def test_lost_link_never_creates_a_second_ticket(tmp_path, store_url, fp):
     second = Rig(tmp_path / "b", f"sqlite:///{tmp_path / 'empty.sqlite3'}", fp)
     try:
         # GGUS mails the same diary again (a status change shows the last entry)...
-        second.deliver(mail(ticket(status="in progress", priority="urgent", minutes=5,
-                                   comments=[diary("first words")]), 2))
+        second.deliver(
+            mail(
+                ticket(
+                    status="in progress",
+                    priority="urgent",
+                    minutes=5,
+                    comments=[diary("first words")],
+                ),
+                2,
+            )
+        )
         # ...and then a new one.
-        second.deliver(mail(ticket(status="in progress", priority="urgent", minutes=6,
-                                   comments=[diary("second words")]), 3))
+        second.deliver(
+            mail(
+                ticket(
+                    status="in progress",
+                    priority="urgent",
+                    minutes=6,
+                    comments=[diary("second words")],
+                ),
+                3,
+            )
+        )
         (issue,) = fp.tickets()  # still exactly one ticket
         assert issue.priority == 3
         texts = [d.data for d in issue.descriptions]
@@ -270,9 +222,13 @@ def test_ticket_that_originated_at_home_links_to_the_home_ticket(rig):
     home = rig.app.connectors["goc"]
     home.apply(CreateTicket("goc", "", "CE down at MWT2", "Gatekeeper is down.", {}))
     (issue,) = rig.fp.tickets()
-    echo = ticket("91234", title=f"CE down at MWT2 ISSUE={issue.mrid} PROJ=71",
-                  GHD_Origin_ID=str(issue.mrid), GHD_Name="Open Science Grid FootPrints",
-                  comments=[diary("GGUS supporter: please check")])
+    echo = ticket(
+        "91234",
+        title=f"CE down at MWT2 ISSUE={issue.mrid} PROJ=71",
+        GHD_Origin_ID=str(issue.mrid),
+        GHD_Name="Open Science Grid FootPrints",
+        comments=[diary("GGUS supporter: please check")],
+    )
     rig.deliver(mail(echo, 1))
     (issue,) = rig.fp.tickets()  # no new ticket
     assert issue.title == "CE down at MWT2"
