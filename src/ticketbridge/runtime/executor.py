@@ -30,7 +30,7 @@ from ticketbridge.errors import BadInput, RemotePending, RemoteRejected
 from ticketbridge.exchange.ggus_footprints import GgusToFootprints
 from ticketbridge.exchange.plan import LinkView, Plan, plan
 from ticketbridge.model import CreateTicket, Ticket, UpdateTicket
-from ticketbridge.store import Job, LinkRecord, Store
+from ticketbridge.store import Job, LinkRecord, Store, Transaction
 
 Clock = Callable[[], datetime]
 
@@ -91,13 +91,10 @@ class Executor:
             return Outcome("quarantined", reason)
         snapshot = mail.ticket
         ref = snapshot.ref
-        self.store.set_inbox_state(entry.id, "received", None, ref.helpdesk, ref.id)
         summary = (
             f"{mail.subject[:120]!r} status={snapshot.status!r} priority={snapshot.priority!r}"
         )
         detail: dict[str, Any] = {"message_id": mail.message_id, "warnings": list(mail.warnings)}
-        self._audit(snapshot, "snapshot", f"inbox {entry.id}: {summary}", detail, entry.id, job.id)
-
         direction = GgusToFootprints(
             ticket_url=source_settings.ticket_url,
             assignees=tuple(exchange.assignees),
@@ -111,14 +108,29 @@ class Executor:
         view, note = self._view(name, exchange, snapshot, link, direction, target)
         result = plan(snapshot, view, direction=direction, target_helpdesk=exchange.target)
         decision = f"{note}{result.decision}"
-        self._audit(snapshot, "decision", decision, None, entry.id, job.id, link)
+        # What was received and what was decided are recorded together (one transaction);
+        # a skip is settled in the same transaction.
+        with self.store.transaction() as tx:
+            state = "skipped" if result.is_skip else "received"
+            tx.set_inbox_state(
+                entry.id, state, decision if result.is_skip else None, ref.helpdesk, ref.id
+            )
+            self._audit(
+                tx,
+                snapshot,
+                "snapshot",
+                f"inbox {entry.id}: {summary}",
+                detail,
+                entry.id,
+                job.id,
+                link,
+            )
+            self._audit(tx, snapshot, "decision", decision, None, entry.id, job.id, link)
+            if result.is_skip and view is not None and (link is None or link.b_id is None):
+                self._remember_adopted(tx, name, exchange, snapshot, view, result)
         if result.is_skip:
-            if view is not None and (link is None or link.b_id is None):
-                self._remember_adopted(name, exchange, snapshot, view, result)
-            self.store.set_inbox_state(entry.id, "skipped", decision)
             return Outcome("skipped", decision, str(ref))
-        self._apply(name, exchange, snapshot, link, view, result, target, direction, entry.id, job)
-        self.store.set_inbox_state(entry.id, "applied", decision)
+        self._apply(name, exchange, snapshot, link, view, result, target, entry.id, job, decision)
         return Outcome("applied", decision, str(ref))
 
     # -- look-ups ------------------------------------------------------------------------
@@ -149,6 +161,7 @@ class Executor:
                 # ticket already shows counts as sent, so nothing is copied twice.
                 self.store.update_link(link.id, b_id=found, state="active")
                 self._audit(
+                    self.store,
                     snapshot,
                     "receipt",
                     f"learnt {exchange.target}:{found} by search",
@@ -196,6 +209,7 @@ class Executor:
 
     def _remember_adopted(
         self,
+        tx: Transaction,
         name: str,
         exchange: ExchangeSettings,
         snapshot: Ticket,
@@ -204,25 +218,24 @@ class Executor:
     ) -> None:
         """Record a link found by search even when nothing needed sending."""
         ref = snapshot.ref
-        with self.store.transaction() as tx:
-            link = tx.find_link(name, ref.helpdesk, ref.id) or tx.create_link(
-                exchange=name,
-                a_helpdesk=ref.helpdesk,
-                a_id=ref.id,
-                b_helpdesk=exchange.target,
-                b_id=view.target_id,
-                state="active",
-                data={},
-            )
-            tx.update_link(
-                link.id,
-                b_id=view.target_id,
-                state="active",
-                a_modified=result.newest_applied,
-                data={**link.data, "sent": dict(result.sent)},
-            )
-            for key in view.copied:
-                tx.record_copied(link.id, "ab", "comment", key)
+        link = tx.find_link(name, ref.helpdesk, ref.id) or tx.create_link(
+            exchange=name,
+            a_helpdesk=ref.helpdesk,
+            a_id=ref.id,
+            b_helpdesk=exchange.target,
+            b_id=view.target_id,
+            state="active",
+            data={},
+        )
+        tx.update_link(
+            link.id,
+            b_id=view.target_id,
+            state="active",
+            a_modified=result.newest_applied,
+            data={**link.data, "sent": dict(result.sent)},
+        )
+        for key in view.copied:
+            tx.record_copied(link.id, "ab", "comment", key)
 
     def _link_view(self, link: LinkRecord) -> LinkView:
         assert link.b_id is not None
@@ -255,12 +268,16 @@ class Executor:
         view: LinkView | None,
         result: Plan,
         target: TargetConnector,
-        direction: GgusToFootprints,
         inbox_id: int,
         job: Job,
+        decision: str,
     ) -> None:
+        """Apply each operation, recording its receipt and link state in one transaction.
+
+        The inbox entry is marked applied in the transaction of the last operation.
+        """
         ref = snapshot.ref
-        for op in result.ops:
+        for index, op in enumerate(result.ops):
             if isinstance(op, CreateTicket):
                 if link is None:
                     link = self.store.create_link(
@@ -302,6 +319,8 @@ class Executor:
                 )
                 for key in result.copied:
                     tx.record_copied(link.id, "ab", "comment", key)
+                if index == len(result.ops) - 1:
+                    tx.set_inbox_state(inbox_id, "applied", decision)
                 summary = _describe(op)
                 tx.audit(
                     helpdesk=ref.helpdesk,
@@ -329,6 +348,7 @@ class Executor:
 
     def _audit(
         self,
+        tx: Transaction | Store,
         snapshot: Ticket,
         kind: str,
         summary: str,
@@ -337,7 +357,7 @@ class Executor:
         job_id: int | None,
         link: LinkRecord | None = None,
     ) -> None:
-        self.store.audit(
+        tx.audit(
             helpdesk=snapshot.ref.helpdesk,
             ticket_id=snapshot.ref.id,
             kind=kind,
