@@ -76,6 +76,11 @@ install_missing() { # pkg...
   trap - EXIT
 }
 
+# -- Python virtual environments (Debian splits venv/ensurepip into python3-venv) -----------
+if ! "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  install_missing python3-venv
+fi
+
 # -- Dovecot ------------------------------------------------------------------------------
 install_missing dovecot-imapd dovecot-pop3d dovecot-lmtpd
 if [ ! -x /usr/sbin/dovecot ] || [ ! -x /usr/bin/doveadm ]; then
