@@ -15,20 +15,27 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ticketbridge import __version__, service
 from ticketbridge.config import Settings, load_config
 from ticketbridge.errors import ConfigError, TicketbridgeError
 from ticketbridge.model import TicketRef
 from ticketbridge.store import Store
+from ticketbridge.store.schema import InboxState, JobState
 
 DEFAULT_CONFIG = "ticketbridge.yaml"
+
+#: What ``ticketbridge jobs`` lists without ``--state``: everything not finished.
+UNFINISHED_JOBS = [s.value for s in JobState if s is not JobState.DONE]
 
 app = App(
     name="ticketbridge", help="Exchange trouble tickets between helpdesks.", version=__version__
@@ -37,7 +44,7 @@ sandbox = App(name="sandbox", help="Run an emulator of a helpdesk that cannot ru
 app.command(sandbox)
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one problem, one line (grep)
 
 ConfigOpt = Annotated[
     str | None,
@@ -49,12 +56,24 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, Parameter(name="--json", negative="", help="print JSON")]
 
 
+class UsageError(Exception):
+    """A command line that cannot be carried out as typed (exit status 2)."""
+
+
 def _config_path(config: str | None) -> Path:
     return Path(config or os.environ.get("TICKETBRIDGE_CONFIG") or DEFAULT_CONFIG)
 
 
 def _settings(config: str | None) -> Settings:
     return load_config(_config_path(config))
+
+
+def _check_states(states: Sequence[str], known: type[StrEnum]) -> None:
+    """Refuse a --state that does not exist, naming the ones that do (exit status 2)."""
+    names = [member.value for member in known]
+    for state in states:
+        if state not in names:
+            raise UsageError(f"unknown state {state!r}: one of {', '.join(names)}")
 
 
 @contextmanager
@@ -72,13 +91,14 @@ def _print_json(data: Any) -> None:
 
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> None:
     if not rows:
-        out.print(f"{title}: none")
+        out.print(f"{title}: none", markup=False)
         return
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        # Text, not str: values such as "[Ticket Origin]" must not be read as markup.
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
     out.print(table)
 
 
@@ -89,7 +109,8 @@ def check_config(*, config: ConfigOpt = None) -> int:
     settings = load_config(path)
     out.print(
         f"{path}: ok ({len(settings.helpdesks)} helpdesks, {len(settings.receivers)} receivers, "
-        f"{len(settings.exchanges)} exchanges; database {settings.database_url()})"
+        f"{len(settings.exchanges)} exchanges; database {settings.database_url()})",
+        markup=False,
     )
     return 0
 
@@ -141,7 +162,10 @@ def links(
 @app.command
 def show(ticket: str, /, *, config: ConfigOpt = None, json: JsonOpt = False) -> int:
     """Show the timeline of one ticket (HELPDESK:ID): triggers, decisions, operations, receipts."""
-    ref = TicketRef.parse(ticket)
+    try:
+        ref = TicketRef.parse(ticket)
+    except ValueError as exc:
+        raise UsageError(f"{exc}, e.g. ggus:40637") from None
     with _store(config) as store:
         data = service.timeline(store, ref)
     if json:
@@ -151,7 +175,8 @@ def show(ticket: str, /, *, config: ConfigOpt = None, json: JsonOpt = False) -> 
     if link:
         out.print(
             f"link {link['id']} ({link['exchange']}): {link['source']} -> "
-            f"{link['target'] or '(pending)'} [{link['state']}]"
+            f"{link['target'] or '(pending)'} [{link['state']}]",
+            markup=False,
         )
     _table(data["events"], ["at", "ticket", "kind", "summary"], f"timeline of {ref}")
     return 0
@@ -174,6 +199,7 @@ def inbox(
     *, config: ConfigOpt = None, state: str | None = None, limit: int = 100, json: JsonOpt = False
 ) -> int:
     """List received triggers and what became of each."""
+    _check_states([state] if state else [], InboxState)
     with _store(config) as store:
         rows = service.inbox(store, state=state, limit=limit)
     if json:
@@ -185,9 +211,13 @@ def inbox(
 
 @app.command
 def jobs(*, config: ConfigOpt = None, state: list[str] | None = None, json: JsonOpt = False) -> int:
-    """List jobs (pending, running, retrying, dead) with attempts and last error."""
+    """List jobs (pending, running, retrying, dead) with attempts and last error.
+
+    Finished jobs are left out unless asked for with ``--state done``.
+    """
+    _check_states(state or [], JobState)
     with _store(config) as store:
-        rows = service.jobs(store, states=state)
+        rows = service.jobs(store, states=state or UNFINISHED_JOBS)
     if json:
         _print_json(rows)
     else:
@@ -205,7 +235,8 @@ def replay(inbox_id: int, /, *, config: ConfigOpt = None, json: JsonOpt = False)
     else:
         out.print(
             f"inbox {data['inbox_id']} queued again as job {data['job_id']} ({data['key']}); "
-            "it runs with the next `ticketbridge run`"
+            "it runs with the next `ticketbridge run`",
+            markup=False,
         )
     return 0
 
@@ -247,13 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             exit_on_error=False,
             print_error=True,
         )
+    except UsageError as exc:
+        err.print(f"[bold red]usage error:[/] {escape(str(exc))}")
+        return 2
     except ConfigError as exc:
         err.print(f"[bold red]configuration has {len(exc.problems)} problem(s):[/]")
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False)
         return 2
     except TicketbridgeError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 1
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1

@@ -21,7 +21,7 @@ def _iso(value: datetime | None) -> str | None:
 def links(
     store: Store, *, exchange: str | None = None, helpdesk: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every link, newest first: both ids, state and when each side was last exchanged."""
+    """Every link, oldest first: both ids, state and when each side was last exchanged."""
     return [
         {
             "id": link.id,
@@ -61,7 +61,7 @@ def timeline(store: Store, ref: TicketRef) -> dict[str, Any]:
                 "summary": e.summary,
                 "inbox_id": e.inbox_id,
                 "job_id": e.job_id,
-                "detail": e.detail,
+                "detail": dict(e.detail),  # a read-only mapping; JSON needs a dict
             }
             for e in events
         ],

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ticketbridge.connectors.footprints import FootprintsSettings
+from ticketbridge.errors import StoreError
 from ticketbridge.runtime.receivers.settings import (
     ImapSettings,
     MaildirSettings,
@@ -15,11 +16,15 @@ from ticketbridge.runtime.receivers.settings import (
     Pop3Settings,
     ReceiverSettings,
 )
+from ticketbridge.store.db import normalise_url
 
 MailboxSettings = MaildirSettings | MboxSettings | Pop3Settings | ImapSettings
 
 #: (source kind, target kind) pairs an exchange can run today.
 SUPPORTED_PAIRS = frozenset({("ggus-mail", "footprints-mail")})
+
+#: Every helpdesk ``kind`` the schema knows.
+HELPDESK_KINDS = frozenset({"ggus-mail", "footprints-mail"})
 
 
 class Strict(BaseModel):
@@ -83,7 +88,13 @@ class Settings(Strict):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
-            raise ValueError("database must be a sqlite:/// or postgresql:// URL")
+            raise ValueError(f"database must be a sqlite:/// or postgresql:// URL, not {value!r}")
+        try:  # the same check Store.open makes, so check-config catches what run would hit
+            normalise_url(value)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+        except ValueError as exc:  # e.g. a port that is not a number
+            raise ValueError(f"not a database URL: {value!r} ({exc})") from None
         return value
 
     def max_message_bytes(self, helpdesk: str) -> int:
