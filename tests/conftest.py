@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.databases",
     "tests.support.mailservers",
     "tests.support.footprints",
+    "tests.support.ggus",
 ]
