@@ -249,9 +249,20 @@ class ImapReceiver:
             self._stop.wait(timeout)
             return
         try:
+            # Mail that arrived after the last poll's search but before IDLE starts is
+            # not announced by IDLE: look for it first, or it would wait for the timeout.
+            if self._new_since_poll(conn):
+                return
             self._idle(conn, timeout)
         except _FAILED as exc:
             self._lost(exc)
+
+    def _new_since_poll(self, conn: _Imap) -> bool:
+        """True when the folder holds a UID above the last one polled."""
+        last_uid = self._state.receiver_state(self.name).get("last_uid")
+        if last_uid is None:
+            return False
+        return any(u > last_uid for u in conn.search(["UID", f"{int(last_uid) + 1}:*"]))
 
     def close(self) -> None:
         """Log out and close the connection."""
