@@ -269,6 +269,25 @@ def sandbox_footprints(
     return 0
 
 
+@sandbox.command(name="ggus")
+def sandbox_ggus(
+    *,
+    db: str = "ggus.sqlite3",
+    smtp_port: int = 2526,
+    http_port: int = 8089,
+    smarthost: str | None = None,
+) -> int:
+    """Run the GGUS emulator (mail in, XML notifications out, Remedy SOAP, Zammad-style REST)."""
+    from ticketbridge.sandbox.ggus import serve
+
+    relay = None
+    if smarthost:
+        host, _, port = smarthost.rpartition(":")
+        relay = (host or "127.0.0.1", int(port))
+    serve(db_path=db, smtp_port=smtp_port, http_port=http_port, smarthost=relay)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ticketbridge`` console script."""
     try:
