@@ -239,3 +239,165 @@ def test_settings_refuse_non_http_soap_urls(fp_settings: FootprintsSettings) -> 
     data["soap_url"] = "file:///etc/passwd"
     with pytest.raises(ValueError, match="http"):
         FootprintsSettings.model_validate(data)
+
+
+# --- kept connections ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fixed_port_sandbox(fp_sink: MailSink) -> Iterator[FootprintsSandbox]:
+    """A sandbox that comes back on the same ports after stop() and start()."""
+    sandbox = FootprintsSandbox(
+        smarthost=fp_sink.address, smtp_port=_free_port(), http_port=_free_port()).start()
+    yield sandbox
+    sandbox.close()
+
+
+def _connector_for(sandbox: FootprintsSandbox, base: FootprintsSettings) -> FootprintsConnector:
+    return FootprintsConnector("goc", _settings(
+        base, smtp_port=sandbox.smtp_port, soap_url=sandbox.soap_url))
+
+
+def test_connections_are_kept_between_operations(
+    fp_connector: FootprintsConnector, fp_sandbox: FootprintsSandbox
+) -> None:
+    fp_connector.apply(_create_op())
+    ticket_id = fp_connector.find_by_correlation("40637") or ""
+    kept = fp_connector._connections()
+    smtp, http = kept.smtp, kept.http
+    assert smtp is not None and http is not None
+    fp_connector.apply(UpdateTicket("goc", ticket_id, fields={"status": "Closed"}))
+    fp_connector.fetch(ticket_id)
+    assert (kept.smtp, kept.http) == (smtp, http)
+    assert http.sock is not None  # still open: the emulator speaks HTTP/1.1 keep-alive
+    fp_connector.close()
+    assert (kept.smtp, kept.http) == (None, None)
+    assert fp_connector.fetch(ticket_id).status == "Closed"  # reopens after close()
+
+
+def test_each_thread_has_its_own_connections(fp_connector: FootprintsConnector) -> None:
+    import threading
+
+    fp_connector.apply(_create_op())
+    seen: list[object] = []
+
+    def work() -> None:
+        fp_connector.apply(_create_op("40638"))
+        fp_connector.find_by_correlation("40638")
+        seen.append(fp_connector._connections())
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not fp_connector._connections()
+
+
+def test_a_restarted_server_is_reconnected_transparently(
+    fixed_port_sandbox: FootprintsSandbox, fp_settings: FootprintsSettings
+) -> None:
+    connector = _connector_for(fixed_port_sandbox, fp_settings)
+    try:
+        connector.apply(_create_op())
+        ticket_id = connector.find_by_correlation("40637") or ""
+        assert ticket_id
+        fixed_port_sandbox.stop()  # drops the kept SMTP session and HTTP connection
+        fixed_port_sandbox.start()
+        receipt = connector.apply(UpdateTicket(
+            "goc", ticket_id, fields={"status": "Closed"},
+            comments=(Comment("d9", "after the restart"),)))
+        assert receipt.ticket_id == ticket_id
+        assert connector.fetch(ticket_id).status == "Closed"
+        assert connector.find_by_correlation("40637") == ticket_id
+        assert len(fixed_port_sandbox.tickets()) == 1
+    finally:
+        connector.close()
+
+
+def test_a_stopped_server_after_use_is_unavailable(
+    fixed_port_sandbox: FootprintsSandbox, fp_settings: FootprintsSettings
+) -> None:
+    connector = _connector_for(fixed_port_sandbox, fp_settings)
+    try:
+        connector.apply(_create_op())
+        ticket_id = connector.find_by_correlation("40637") or ""
+        fixed_port_sandbox.stop()
+        with pytest.raises(RemoteUnavailable):
+            connector.apply(_create_op("40638"))
+        with pytest.raises(RemoteUnavailable):
+            connector.fetch(ticket_id)
+        fixed_port_sandbox.start()
+        assert connector.fetch(ticket_id).ref.id == ticket_id
+    finally:
+        connector.close()
+
+
+class _Script:
+    """SMTP replies by stage and call number: ``{("MAIL", 2): "421 ..."}``."""
+
+    def __init__(self, replies: dict[tuple[str, int], str]) -> None:
+        self.replies = replies
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, stage: str) -> str | None:
+        self.calls[stage] = self.calls.get(stage, 0) + 1
+        return self.replies.get((stage, self.calls[stage]))
+
+
+def _sink_settings(sink: MailSink) -> FootprintsSettings:
+    return FootprintsSettings(
+        kind="footprints-mail", incoming_address="fp@x.org", sender="tb@x.org",
+        smtp_port=sink.port, soap_url="http://127.0.0.1:9/MRcgi/MRWebServices.pl",
+        user="u", password=SecretStr("p"), timeout=5)
+
+
+def test_a_kept_session_closed_before_data_is_retried_once_on_a_new_one() -> None:
+    # The second mail's MAIL is answered 421 (closing: an idle timeout, say): nothing of
+    # the message was sent, so the connector opens a new session and sends it there.
+    script = _Script({("MAIL", 2): "421 4.4.2 idle too long, closing"})
+    sink = MailSink(reply=script).start()
+    connector = FootprintsConnector("goc", _sink_settings(sink))
+    try:
+        connector.apply(_create_op("1"))
+        connector.apply(_create_op("2"))
+        assert script.calls == {"MAIL": 3, "DATA": 2}
+        assert len(sink.messages()) == 2
+    finally:
+        connector.close()
+        sink.stop()
+
+
+def test_a_failure_after_data_is_reported_not_resent() -> None:
+    # The second mail's DATA is answered 421: the message may have arrived, and real
+    # Footprints does not recognise a resent Message-ID, so it is not sent again.
+    script = _Script({("DATA", 2): "421 4.3.0 shutting down"})
+    sink = MailSink(reply=script).start()
+    connector = FootprintsConnector("goc", _sink_settings(sink))
+    try:
+        connector.apply(_create_op("1"))
+        with pytest.raises(RemoteUnavailable, match="421"):
+            connector.apply(_create_op("2"))
+        assert script.calls == {"MAIL": 2, "DATA": 2}
+        connector.apply(_create_op("3"))  # a new session for the next operation
+        assert script.calls == {"MAIL": 3, "DATA": 3}
+    finally:
+        connector.close()
+        sink.stop()
+
+
+def test_a_failure_on_a_new_session_is_not_retried() -> None:
+    script = _Script({("MAIL", 1): "421 4.7.0 too busy"})
+    sink = MailSink(reply=script).start()
+    connector = FootprintsConnector("goc", _sink_settings(sink))
+    try:
+        with pytest.raises(RemoteUnavailable, match="421"):
+            connector.apply(_create_op("1"))
+        assert script.calls == {"MAIL": 1}
+    finally:
+        connector.close()
+        sink.stop()

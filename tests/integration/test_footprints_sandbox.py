@@ -382,3 +382,133 @@ def test_serve_prints_its_endpoints_and_stops_on_request(tmp_path: Path) -> None
         runner.join(10)
     assert not runner.is_alive()
     assert lines[-1] == "Footprints emulator stopped."
+
+
+# --- speed: keep-alive, one transaction per submission, indexed search ----------------
+
+
+def _post(connection: http.client.HTTPConnection, body: bytes, method: str) -> bytes:
+    connection.request("POST", mrws.ENDPOINT_PATH, body=body, headers={
+        "Content-Type": "text/xml", "SOAPAction": mrws.soap_action(method)})
+    response = connection.getresponse()
+    assert response.version == 11 and not response.will_close
+    return response.read()
+
+
+def test_soap_keeps_the_connection_alive(fp_sandbox: FootprintsSandbox) -> None:
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    connection = http.client.HTTPConnection("127.0.0.1", fp_sandbox.http_port, timeout=10)
+    try:
+        created = mrws.parse_response(
+            _post(connection, *reversed(mrws.create_issue(user, pw, _create_args()))))
+        sock = connection.sock
+        query = mrws.build_search_query(71, {"Originating__bTicket__bNumber": "G-1"})
+        found = mrws.parse_response(_post(connection, *reversed(mrws.search(user, pw, query))))
+        # A fault (HTTP 500) keeps the connection too.
+        with pytest.raises(mrws.SoapFault):
+            mrws.parse_response(
+                _post(connection, *reversed(mrws.get_issue_details(user, pw, 71, 999))))
+        assert connection.sock is sock  # the same TCP connection throughout
+        assert found == [{"mrID": int(str(created))}]
+    finally:
+        connection.close()
+
+
+def test_a_refused_request_body_closes_the_kept_connection(
+    fp_sandbox: FootprintsSandbox,
+) -> None:
+    # Answered without reading the body: the body must not be read as the next request.
+    connection = http.client.HTTPConnection("127.0.0.1", fp_sandbox.http_port, timeout=10)
+    try:
+        connection.request("POST", "/MRcgi/other.pl", body=b"GET / HTTP/1.1\r\n\r\n")
+        response = connection.getresponse()
+        assert (response.status, response.will_close) == (404, True)
+    finally:
+        connection.close()
+
+
+def test_stopping_closes_kept_connections(fp_sandbox: FootprintsSandbox) -> None:
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    connection = http.client.HTTPConnection("127.0.0.1", fp_sandbox.http_port, timeout=10)
+    try:
+        query = mrws.build_search_query(71, {"Originating__bTicket__bNumber": "x"})
+        assert mrws.parse_response(
+            _post(connection, *reversed(mrws.search(user, pw, query)))) == []
+        fp_sandbox.stop()
+        with pytest.raises((http.client.HTTPException, OSError)):
+            _post(connection, *reversed(mrws.search(user, pw, query)))
+    finally:
+        connection.close()
+
+
+def test_search_by_originating_number_uses_the_index(send_to_fp: Send,
+                                                     fp_sandbox: FootprintsSandbox) -> None:
+    for n in range(30):
+        send_to_fp(mail(f"ticket {n}", f"body\n\nOriginating Ticket Number=G-{n}\n"))
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    statements: list[str] = []
+    fp_sandbox.store._conn.set_trace_callback(statements.append)
+    try:
+        query = mrws.build_search_query(
+            71, {"Originating__bTicket__bNumber": "g-7"}, ["mrTITLE"])
+        assert _soap(fp_sandbox, *mrws.search(user, pw, query)) == [
+            {"mrID": 8, "mrTITLE": "ticket 7"}]
+    finally:
+        fp_sandbox.store._conn.set_trace_callback(None)
+    issue_reads = [s for s in statements if s.startswith("SELECT * FROM issues")]
+    assert issue_reads == ["SELECT * FROM issues WHERE origin = 'g-7' ORDER BY mrid"]
+    plan = fp_sandbox.store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM issues WHERE origin = ? ORDER BY mrid", ("g-7",)
+    ).fetchall()
+    assert "issues_origin" in " ".join(str(row[3]) for row in plan)
+    # Other conditions still filter, and an empty number still means "no number".
+    both = mrws.build_search_query(
+        71, {"Originating__bTicket__bNumber": "G-7", "mrSTATUS": "Closed"})
+    assert _soap(fp_sandbox, *mrws.search(user, pw, both)) == []
+    assert fp_sandbox.find("G-7")[0].mrid == 8 and fp_sandbox.find("g-7") == []
+
+
+def test_one_transaction_per_mail(fp_sandbox: FootprintsSandbox, send_to_fp: Send) -> None:
+    statements: list[str] = []
+    fp_sandbox.store._conn.set_trace_callback(statements.append)
+    try:
+        send_to_fp(mail("one", "body\n\nOriginating Ticket Number=G-1\n",
+                        message_id="<one@x>"))
+    finally:
+        fp_sandbox.store._conn.set_trace_callback(None)
+    writes = [s for s in statements if s.split()[0] in ("BEGIN", "COMMIT", "INSERT", "UPDATE")]
+    assert writes[0] == "BEGIN IMMEDIATE"
+    assert [s.split()[0] for s in writes].count("BEGIN") == 1
+    commit = writes.index("COMMIT")
+    # The issue, its description and the processed Message-ID: all in that transaction.
+    assert [s.split("(")[0].strip() for s in writes[1:commit]] == [
+        "INSERT INTO issues", "INSERT INTO descriptions",
+        "INSERT OR REPLACE INTO processed_messages"]
+    # The notification went to the smarthost after the commit; its outbox row with it.
+    assert any(s.startswith("INSERT INTO outbox") for s in writes[commit:])
+
+
+def test_a_database_of_an_older_emulator_is_upgraded(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE issues (mrid INTEGER PRIMARY KEY AUTOINCREMENT, project INTEGER NOT NULL,
+            title TEXT NOT NULL, status TEXT NOT NULL, priority INTEGER NOT NULL,
+            ticket_type TEXT NOT NULL, submitter TEXT NOT NULL, contact TEXT NOT NULL,
+            assignees TEXT NOT NULL, projfields TEXT NOT NULL, created TEXT NOT NULL,
+            modified TEXT NOT NULL);
+    """)
+    old.execute(
+        "INSERT INTO issues (project, title, status, priority, ticket_type, submitter,"
+        " contact, assignees, projfields, created, modified) VALUES"
+        " (71, 'old', 'Engineering', 4, 'Problem/Request', 'x', '{}', '', ?, ?, ?)",
+        (json.dumps({"Originating Ticket Number": "G-OLD"}), "2024-01-01T00:00:00+00:00",
+         "2024-01-01T00:00:00+00:00"))
+    old.commit()
+    old.close()
+    with FootprintsSandbox(db_path=path) as sandbox:
+        assert [i.title for i in sandbox.find("G-OLD")] == ["old"]
+        assert sandbox.store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

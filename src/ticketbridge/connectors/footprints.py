@@ -18,21 +18,40 @@ Choices made here:
 * **Errors** are translated in one place (:func:`_translate`): network trouble, timeouts and
   SMTP 4xx are RemoteUnavailable; SMTP 5xx and SOAP faults about the data are
   RemoteRejected; SMTP 535 and SOAP faults about credentials are RemoteAuthFailed.
+* **Connections are kept open** between operations: one SMTP session and one HTTP/1.1
+  keep-alive connection for MRWebServices, *per thread* (each worker thread has its own;
+  the connector is thread-safe and :meth:`FootprintsConnector.close` closes them all).
+  A connection that fails is closed and the next operation opens a new one.
+
+  A kept connection the server has dropped in the meantime (restart, idle timeout) is
+  retried once on a new connection, transparently, only when that cannot duplicate
+  anything: for a mail, only when the failure came before the ``DATA`` command was sent
+  (at ``MAIL`` or ``RCPT``: nothing of the message reached the server; real Footprints
+  does not recognise a resent Message-ID, so a mail that may have arrived is never resent
+  here, and the failure is reported as RemoteUnavailable for the worker to judge). For
+  MRWebServices, when the request failed on a reused connection without any answer: the
+  calls made here are reads (getIssueDetails, search) or a rename to a given title, so
+  repeating one changes nothing. Timeouts are never retried here. A failure on a new
+  connection is reported as before.
+* **Proxies**: MRWebServices honours the ``http_proxy``/``https_proxy``/``no_proxy``
+  environment variables, as urllib does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import smtplib
-import urllib.error
+import ssl
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -126,6 +145,9 @@ class FootprintsConnector:
     def __init__(self, name: str, settings: FootprintsSettings) -> None:
         self.name = name
         self.settings = settings
+        self._local = threading.local()  # this thread's _Connections
+        self._lock = threading.Lock()
+        self._all: list[_Connections] = []  # every thread's, for close()
 
     # -- TargetConnector -----------------------------------------------------------------
 
@@ -142,10 +164,7 @@ class FootprintsConnector:
         msg, key = self._mail(op)
         recipients = [self.settings.incoming_address]
         with _translate(self.name, "SMTP"):
-            with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port,
-                              timeout=self.settings.timeout) as smtp:
-                refused = smtp.send_message(msg, from_addr=self.settings.sender,
-                                            to_addrs=recipients)
+            refused = self._send(msg, recipients)
         if refused:  # pragma: no cover - one recipient: refusal raises instead
             raise RemoteRejected(self.name, f"recipients refused: {refused}")
         if isinstance(op, CreateTicket):
@@ -175,7 +194,71 @@ class FootprintsConnector:
         return self._ticket(details)
 
     def close(self) -> None:
-        """Nothing to release: every call opens and closes its own connection."""
+        """Close the kept connections of every thread (a later call opens new ones)."""
+        with self._lock:
+            everything, self._all = self._all, []
+        for connections in everything:
+            connections.close()
+        self._local = threading.local()
+
+    # -- kept connections ----------------------------------------------------------------
+
+    def _connections(self) -> _Connections:
+        mine: _Connections | None = getattr(self._local, "connections", None)
+        if mine is None:
+            mine = _Connections()
+            self._local.connections = mine
+            with self._lock:
+                self._all.append(mine)
+        return mine
+
+    def _send(self, msg: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
+        """Send over this thread's SMTP session (see the module docstring on retries)."""
+        mine = self._connections()
+        smtp = mine.smtp
+        reused = smtp is not None
+        for _attempt in range(2):
+            if smtp is None:
+                smtp = _Smtp(self.settings.smtp_host, self.settings.smtp_port,
+                             timeout=self.settings.timeout)
+                mine.smtp = smtp
+            smtp.data_sent = False
+            try:
+                return smtp.send_message(msg, from_addr=self.settings.sender,
+                                         to_addrs=recipients)
+            except (smtplib.SMTPException, OSError) as exc:
+                mine.drop_smtp()
+                if not (reused and not smtp.data_sent and _stale(exc)):
+                    raise
+                smtp, reused = None, False  # the kept session had gone: once more, fresh
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        """POST to the SOAP endpoint over this thread's kept connection: status, reason,
+        body (at most MAX_DOCUMENT_BYTES + 1 bytes)."""
+        mine = self._connections()
+        conn = mine.http
+        reused = conn is not None
+        target = _Target.of(self.settings.soap_url)
+        for _attempt in range(2):
+            if conn is None:
+                conn = target.connect(self.settings.timeout)
+                mine.http = conn
+            try:
+                conn.request("POST", target.request_uri, body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read(mrws.MAX_DOCUMENT_BYTES + 1)
+            except (http.client.HTTPException, OSError) as exc:
+                mine.drop_http()
+                if not (reused and _stale(exc)):
+                    raise
+                conn, reused = None, False  # the kept connection had gone: once more, fresh
+                continue
+            if response.will_close or len(payload) > mrws.MAX_DOCUMENT_BYTES \
+                    or not response.isclosed():
+                mine.drop_http()  # not reusable: closing, or a body left unread
+            return response.status, response.reason, payload
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- mails ---------------------------------------------------------------------------
 
@@ -227,27 +310,15 @@ class FootprintsConnector:
             return mrws.IssueDetails.from_soap(result)
 
     def _call(self, method: str, body: bytes) -> mrws.SoapValue:
-        # soap_url is checked to be http(s) by FootprintsSettings.
-        request = urllib.request.Request(  # noqa: S310
-            self.settings.soap_url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": 'text/xml; charset="utf-8"',
-                "SOAPAction": mrws.soap_action(method),
-            },
-        )
+        headers = {
+            "Content-Type": 'text/xml; charset="utf-8"',
+            "SOAPAction": mrws.soap_action(method),
+        }
         with _translate(self.name, method):
-            try:
-                with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=self.settings.timeout
-                ) as response:
-                    payload = response.read(mrws.MAX_DOCUMENT_BYTES + 1)
-            except urllib.error.HTTPError as exc:
-                # SOAP 1.1 answers faults with HTTP 500 and a fault envelope.
-                payload = exc.read(mrws.MAX_DOCUMENT_BYTES + 1)
-                if not payload.lstrip().startswith(b"<"):
-                    raise
+            status, reason, payload = self._post(body, headers)
+            # SOAP 1.1 answers faults with HTTP 500 and a fault envelope.
+            if not 200 <= status < 300 and not payload.lstrip().startswith(b"<"):
+                raise _HttpError(status, reason)
             return mrws.parse_response(payload)
 
     # -- snapshots -----------------------------------------------------------------------
@@ -295,6 +366,113 @@ class FootprintsConnector:
         )
 
 
+# --- kept connections ------------------------------------------------------------------
+
+
+class _Smtp(smtplib.SMTP):
+    """An SMTP session that records whether the current send got as far as ``DATA``."""
+
+    data_sent = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.data_sent = True
+        return super().data(msg)
+
+
+class _Connections:
+    """One thread's kept SMTP session and HTTP connection."""
+
+    def __init__(self) -> None:
+        self.smtp: _Smtp | None = None
+        self.http: http.client.HTTPConnection | None = None
+
+    def drop_smtp(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            smtp.close()  # no QUIT: the session is broken or in an unknown state
+
+    def drop_http(self) -> None:
+        conn, self.http = self.http, None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            smtp.close()
+        self.drop_http()
+
+
+def _stale(exc: BaseException) -> bool:
+    """Whether ``exc`` says a kept connection had been closed by the other end.
+
+    Timeouts are not: the server is there but slow, and waiting twice helps nobody. A
+    421 reply is: the server says it is closing the session (e.g. an idle timeout).
+    """
+    if isinstance(exc, TimeoutError):
+        return False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421
+    return isinstance(
+        exc,
+        smtplib.SMTPServerDisconnected | http.client.RemoteDisconnected
+        | http.client.BadStatusLine | ConnectionError,
+    )
+
+
+class _Target:
+    """Where MRWebServices requests go: the endpoint, or a proxy from the environment."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if self.https else 80)
+        path = parts.path or "/"
+        self.request_uri = f"{path}?{parts.query}" if parts.query else path
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get(parts.scheme)
+        self.proxy: tuple[str, int] | None = None
+        if proxy and not urllib.request.proxy_bypass(self.host):
+            proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            self.proxy = (proxy_parts.hostname or "localhost", proxy_parts.port or 80)
+            if not self.https:
+                self.request_uri = urllib.parse.urlunsplit(parts._replace(fragment=""))
+
+    _cache: ClassVar[dict[str, _Target]] = {}  # per URL
+
+    @classmethod
+    def of(cls, url: str) -> _Target:
+        target = cls._cache.get(url)
+        if target is None:
+            target = cls._cache[url] = cls(url)
+        return target
+
+    def connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self.https:
+            context = ssl.create_default_context()
+            if self.proxy is None:
+                return http.client.HTTPSConnection(
+                    self.host, self.port, timeout=timeout, context=context)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                *self.proxy, timeout=timeout, context=context)
+            conn.set_tunnel(self.host, self.port)
+            return conn
+        host, port = self.proxy or (self.host, self.port)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+class _HttpError(Exception):
+    """An HTTP answer other than 2xx without a SOAP envelope."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"HTTP {code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
 # --- the one error translator -----------------------------------------------------------
 
 
@@ -318,14 +496,14 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
         if mrws.is_auth_fault(exc):
             raise RemoteAuthFailed(helpdesk, f"{what}: {exc.message}") from exc
         raise RemoteRejected(helpdesk, f"{what}: {exc.message}") from exc
-    except urllib.error.HTTPError as exc:
+    except _HttpError as exc:
         if exc.code in (401, 403):
             raise RemoteAuthFailed(helpdesk, f"{what}: HTTP {exc.code}") from exc
         if exc.code == 429 or exc.code >= 500:
             raise RemoteUnavailable(helpdesk, f"{what}: HTTP {exc.code}") from exc
         raise RemoteRejected(helpdesk, f"{what}: HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise RemoteUnavailable(helpdesk, f"{what}: {exc.reason}") from exc
+    except http.client.HTTPException as exc:  # a garbled or truncated HTTP answer
+        raise RemoteUnavailable(helpdesk, f"{what}: {type(exc).__name__}: {exc}") from exc
     except OSError as exc:  # refused, reset, unreachable, timed out (TimeoutError)
         raise RemoteUnavailable(helpdesk, f"{what}: {exc}") from exc
     except BadInput as exc:  # an unreadable answer: a proxy error page, a truncated body

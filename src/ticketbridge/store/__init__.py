@@ -19,6 +19,14 @@ Transactions
     ``jobs.claim(conn, ...)``...), which take a SQLAlchemy ``Connection`` and never
     commit; whoever holds the connection decides where the transaction ends.
 
+Durability (docs/adr/0005-sqlite-durability.md)
+    :meth:`Store.receive`, :meth:`Store.record_ignored` and :meth:`Store.create_link` of a
+    ``pending`` link (the marker written before a create is sent) are on disk, power loss
+    included, when they return. Other writes are atomic and survive a process crash, but
+    on SQLite the newest of them may be rolled back by a power loss until the next durable
+    commit or :meth:`Store.sync`. The same three operations inside a
+    :meth:`Store.transaction` make that transaction durable when it commits.
+
 Times are tz-aware UTC, in and out. Where a method records "now", the store's clock is
 used (``Store.open(url, clock=...)`` to inject one in tests); job claiming and leases take
 ``now`` explicitly because workers compare it with leases they hold.
@@ -40,7 +48,8 @@ from ticketbridge.store import links as _links
 from ticketbridge.store import quarantine as _quarantine
 from ticketbridge.store import receivers as _receivers
 from ticketbridge.store.audit import AuditEvent
-from ticketbridge.store.db import READ_ONLY, create_engine
+from ticketbridge.store.db import DURABLE, READ_ONLY, create_engine
+from ticketbridge.store.db import sync as _sync
 from ticketbridge.store.inbox import InboxEntry, ReceiveResult
 from ticketbridge.store.jobs import Job, JobCount
 from ticketbridge.store.links import UNSET, LinkConflict, LinkRecord, _Unset
@@ -93,6 +102,12 @@ class _Operations:
     ) -> T:
         raise NotImplementedError
 
+    def _write_durable(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """A write that must be on disk (power loss included) when it is committed."""
+        raise NotImplementedError
+
     # --- inbox ------------------------------------------------------------------------
 
     def receive(
@@ -109,8 +124,9 @@ class _Operations:
         A duplicate (same Message-ID, or same bytes) inserts nothing and returns the
         existing entry's id with ``duplicate=True``. An empty ``message_id`` means the
         source gave none; only the digest then detects duplicates.
+        Durable when committed (see the module docstring).
         """
-        return self._write(
+        return self._write_durable(
             _inbox.receive,
             source=source,
             raw=raw,
@@ -123,8 +139,8 @@ class _Operations:
     def record_ignored(
         self, *, source: str, raw: bytes, message_id: str, reason: str, received_at: datetime
     ) -> ReceiveResult:
-        """Store an auto-reply or bounce as ``ignored`` with ``reason``; no job."""
-        return self._write(
+        """Store an auto-reply or bounce as ``ignored`` with ``reason``; no job. Durable."""
+        return self._write_durable(
             _inbox.record_ignored,
             source=source,
             raw=raw,
@@ -302,9 +318,13 @@ class _Operations:
     ) -> LinkRecord:
         """Create a link, or return the existing one of that a-side ticket and exchange.
 
-        Raises LinkConflict when the b-side ticket is already linked elsewhere.
+        Raises LinkConflict when the b-side ticket is already linked elsewhere. A
+        ``pending`` link is durable when committed: it is what stops a second create after
+        a crash (docs/adr/0004-footprints-idempotent-create.md), so it must be on disk
+        before the create is sent.
         """
-        return self._write(
+        write = self._write_durable if LinkState(state) is LinkState.PENDING else self._write
+        return write(
             _links.create,
             exchange=exchange,
             a_helpdesk=a_helpdesk,
@@ -449,9 +469,13 @@ class Transaction(_Operations):
     ``connection`` is exposed for code that calls the module functions directly.
     """
 
-    def __init__(self, connection: Connection, clock: Clock) -> None:
+    def __init__(self, connection: Connection, clock: Clock, *, durable: bool = False) -> None:
         self.connection = connection
         self._clock = clock
+        self.durable = durable
+        #: True once an operation that must be durable ran in a transaction that was not
+        #: begun durable; :meth:`Store.transaction` then syncs after the commit.
+        self.needs_sync = False
 
     def _write(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
@@ -459,6 +483,13 @@ class Transaction(_Operations):
         return fn(self.connection, *args, **kwargs)
 
     _read = _write
+
+    def _write_durable(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        if not self.durable:
+            self.needs_sync = True
+        return fn(self.connection, *args, **kwargs)
 
 
 class Store(_Operations):
@@ -494,16 +525,45 @@ class Store(_Operations):
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One write transaction: commits at the end of the block, rolls back on error."""
-        with self.engine.begin() as conn:
-            yield Transaction(conn, self._clock)
+    def transaction(self, *, durable: bool = False) -> Iterator[Transaction]:
+        """One write transaction: commits at the end of the block, rolls back on error.
+
+        ``durable=True`` commits it durably (SQLite: ``synchronous=FULL``). Without it, the
+        transaction is still made durable after its commit (by :meth:`sync`, before the
+        block's exit returns) if it ran :meth:`receive`, :meth:`record_ignored` or created
+        a ``pending`` link.
+        """
+        with self.engine.connect() as conn:
+            if durable:
+                conn.execution_options(**{DURABLE: True})
+            with conn.begin():
+                tx = Transaction(conn, self._clock, durable=durable)
+                yield tx
+        if tx.needs_sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make every write committed so far durable, power loss included.
+
+        SQLite: one fsync of the WAL file, a few milliseconds even when nothing new was
+        written, so call it when it matters (e.g. when a worker runs out of jobs).
+        PostgreSQL: nothing to do.
+        """
+        _sync(self.engine)
 
     def _write(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         with self.engine.begin() as conn:
             return fn(conn, *args, **kwargs)
+
+    def _write_durable(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        with self.engine.connect() as conn:
+            conn.execution_options(**{DURABLE: True})
+            with conn.begin():
+                return fn(conn, *args, **kwargs)
 
     def _read(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs

@@ -2,8 +2,17 @@
 
 SQLite (``sqlite:///path``)
     Every connection gets ``journal_mode=WAL`` (readers never block the one writer),
-    ``busy_timeout=5000`` (wait for the write lock instead of failing),
-    ``foreign_keys=ON`` and ``synchronous=FULL`` (a committed trigger survives power loss).
+    ``busy_timeout=5000`` (wait for the write lock instead of failing) and
+    ``foreign_keys=ON``.
+
+    Durability (docs/adr/0005-sqlite-durability.md): write transactions run with
+    ``synchronous=NORMAL`` (atomic and consistent, safe against a process crash, but the
+    WAL is not fsynced at commit, so after a power loss the newest commits may be rolled
+    back), except on connections marked :data:`DURABLE`: those commit with
+    ``synchronous=FULL``, which fsyncs the WAL, and with it every frame committed before.
+    SQLite refuses to change ``synchronous`` inside a transaction, so the level is set just
+    before the ``BEGIN`` (and only when it differs from the connection's current one).
+    :func:`sync` makes every commit so far durable after the fact.
 
     A deferred ``BEGIN`` that later upgrades from reading to writing fails at once with
     ``SQLITE_BUSY`` when another connection writes, and ``busy_timeout`` does not help
@@ -19,6 +28,7 @@ PostgreSQL (``postgresql://...``)
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +40,12 @@ from ticketbridge.errors import StoreError
 
 #: Execution option marking a connection whose transactions only read.
 READ_ONLY = "ticketbridge_read_only"
+#: Execution option marking a connection whose write transactions must be on disk when
+#: they commit, power loss included (SQLite: ``synchronous=FULL``; PostgreSQL: always).
+DURABLE = "ticketbridge_durable"
+
+# Where on_begin remembers a pooled SQLite connection's synchronous level.
+_SYNCHRONOUS = "ticketbridge_synchronous"
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -77,13 +93,47 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
+        connection_record.info[_SYNCHRONOUS] = "NORMAL"
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(READ_ONLY):
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        # Not inside a transaction yet: SQLite accepts the change only here.
+        level = "FULL" if options.get(DURABLE) else "NORMAL"
+        info = conn.connection.info
+        if info.get(_SYNCHRONOUS) != level:
+            conn.exec_driver_sql(f"PRAGMA synchronous = {level}")
+            info[_SYNCHRONOUS] = level
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sync(engine: Engine) -> None:
+    """Make every transaction committed so far durable (power loss included).
+
+    SQLite: fsync the WAL file, which is what a ``synchronous=FULL`` commit does after
+    writing its frames; it covers every frame written before, whichever connection wrote
+    it. Frames already checkpointed were synced by the checkpoint (WAL with
+    ``synchronous=NORMAL`` syncs the WAL before, and the database after, a checkpoint).
+    When there is no WAL file, the database file is synced. PostgreSQL: nothing to do;
+    its commits are durable.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    database = engine.url.database
+    assert database, "normalise_url refuses SQLite URLs without a file"
+    for path in (f"{database}-wal", database):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return

@@ -13,15 +13,46 @@ Leases
     a worker (:func:`complete`, :func:`retry_later`, :func:`bury`) only applies while that
     worker still holds the job, and each returns False when it does not.
 
+Head of line, and the cost of a claim
+    ``jobs.head`` is true for the *head* of each key: its unfinished job with the lowest
+    id (the only one of its key that can be claimable). It is set by :func:`enqueue`
+    (a new job is head when its key has no unfinished job) and moved by :func:`complete`
+    (done is the only way out of the unfinished states, and never undone). A claim looks
+    for candidates among heads only, through the partial index
+    ``ix_jobs_head_state_not_before_id``, then re-checks each candidate with the full
+    claimable condition through the partial index ``ix_jobs_unfinished_key_id``. Done
+    jobs, and jobs waiting behind their head, are never visited: a claim is O(log n) in
+    the number of jobs. It also visits the heads whose lease is live (at most one per
+    worker) and the delayed heads that are due (``not_before`` passed), but not heads
+    still waiting out a retry delay.
+
+    The flag is only a way to find candidates; the re-check decides. So a head flag set
+    too eagerly could cost a wasted look, never a wrong claim; a missing flag would leave
+    a job unclaimed forever, which is what the locking below prevents.
+
+    The predicates of the partial indexes are written into the queries literally (not
+    as bound parameters), so that both planners can prove the index applies.
+
 Claiming atomically
     SQLite: the claim runs in a ``BEGIN IMMEDIATE`` transaction, so claimers are
-    serialised by the database's write lock.
+    serialised by the database's write lock. So are :func:`enqueue` and :func:`complete`,
+    so the head flags are always exact.
 
     PostgreSQL: candidates are read without locks; for each, in id order, the claimer
     takes ``pg_try_advisory_xact_lock(NS, hashtext(key))`` (so no two claimers work on
     one key at once), then re-reads the job with the full claimable condition in a new
     statement (READ COMMITTED: a fresh snapshot that sees every claim committed before
     the advisory lock was granted) ``FOR UPDATE SKIP LOCKED``, and updates it.
+
+    Head flags on PostgreSQL: :func:`enqueue` and :func:`complete` first take
+    ``pg_advisory_xact_lock(HEAD_NS, hashtext(key))`` (waiting for it), then read the
+    key's unfinished jobs in a new statement. Of an enqueue and a completion of the same
+    key, whichever comes second therefore sees the other's committed work: the enqueuer
+    sees the head done and becomes head, or the completer sees the new job and makes it
+    head. The lock also makes enqueues of one key commit in id order. A transaction that
+    enqueues or completes jobs of several keys holds several of these locks; if two such
+    transactions take them in opposite orders PostgreSQL reports a deadlock and rolls
+    one back (nothing in ticketbridge does that: each transaction touches one key).
 """
 
 from __future__ import annotations
@@ -45,10 +76,14 @@ REPLAY = "replay"
 BLOCKING_STATES = (JobState.PENDING, JobState.RUNNING, JobState.RETRYING, JobState.DEAD)
 #: States that still mean work to do.
 OUTSTANDING_STATES = (JobState.PENDING, JobState.RUNNING, JobState.RETRYING)
+# The queries below spell "blocking" as "not done" (the partial indexes' predicate).
+assert set(BLOCKING_STATES) == set(JobState) - {JobState.DONE}
 
 # First key of the two-int advisory locks used for claims ("tb" in ASCII). The migration
 # lock uses the one-bigint form; PostgreSQL keeps the two key spaces apart.
 _CLAIM_LOCK_NAMESPACE = 0x7462
+# First key of the advisory locks serialising head-of-line changes of a key ("th").
+_HEAD_LOCK_NAMESPACE = 0x7468
 # How many claimable jobs one claim looks at before giving up for this round.
 _CANDIDATES = 32
 
@@ -88,12 +123,18 @@ def enqueue(
     inbox_id: int | None = None,
     not_before: datetime | None = None,
 ) -> int:
-    """Add a pending job and return its id."""
+    """Add a pending job and return its id.
+
+    The job is the head of its key's line when the key has no unfinished job.
+    """
+    _lock_head(conn, key)
+    head = conn.execute(sa.select(~sa.exists().where(_unfinished_of(jobs, key)))).scalar_one()
     statement = (
         sa.insert(jobs)
         .values(
             kind=kind,
             key=key,
+            head=bool(head),
             state=JobState.PENDING,
             attempts=0,
             inbox_id=inbox_id,
@@ -106,70 +147,122 @@ def enqueue(
     return int(conn.execute(statement).scalar_one())
 
 
-def _claimable(now: datetime) -> sa.ColumnElement[bool]:
+def _is(column: sa.ColumnElement[str], *states: JobState) -> sa.ColumnElement[bool]:
+    """``column = 'state'`` (or ``IN``) with the states as SQL literals, not parameters."""
+    literals: list[sa.ColumnElement[str]] = [
+        sa.literal_column(f"'{state.value}'") for state in states
+    ]
+    if len(literals) == 1:
+        return column == literals[0]
+    return column.in_(literals)
+
+
+def _unfinished(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """The predicate of ``ix_jobs_unfinished_key_id``: not done (blocking)."""
+    return table.c.state != sa.literal_column(f"'{JobState.DONE.value}'")
+
+
+def _unfinished_of(
+    table: sa.FromClause, key: str | sa.ColumnElement[str]
+) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.key == key, _unfinished(table))
+
+
+# The claim's statements are built once: building them (aliases, the nested EXISTS) per
+# call costs more than running them.
+_NOW = sa.bindparam("now", type_=jobs.c.lease_until.type)
+_JOB_ID = sa.bindparam("job_id", type_=sa.Integer())
+
+
+def _claimable(now: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
     earlier = jobs.alias("earlier")
     other = jobs.alias("other")
     ready = sa.or_(
         sa.and_(
-            jobs.c.state.in_([JobState.PENDING, JobState.RETRYING]),
+            _is(jobs.c.state, JobState.PENDING, JobState.RETRYING),
             sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
         ),
-        sa.and_(jobs.c.state == JobState.RUNNING, jobs.c.lease_until < now),
+        sa.and_(_is(jobs.c.state, JobState.RUNNING), jobs.c.lease_until < now),
     )
+    # Blocking states are exactly the unfinished ones (asserted above).
     held_back = (
-        sa.exists()
-        .where(earlier.c.key == jobs.c.key)
-        .where(earlier.c.id < jobs.c.id)
-        .where(earlier.c.state.in_(BLOCKING_STATES))
+        sa.exists().where(_unfinished_of(earlier, jobs.c.key)).where(earlier.c.id < jobs.c.id)
     )
     # Belt and braces: never hand out a job while any other job of its key holds a live
     # lease (a later job can only be running if an operator requeued an earlier one).
     sibling_running = (
         sa.exists()
-        .where(other.c.key == jobs.c.key)
+        .where(_unfinished_of(other, jobs.c.key))
+        .where(_is(other.c.state, JobState.RUNNING))
         .where(other.c.id != jobs.c.id)
-        .where(other.c.state == JobState.RUNNING)
         .where(other.c.lease_until >= now)
     )
     return sa.and_(ready, ~held_back, ~sibling_running)
 
 
+# Heads that look claimable, by three index range scans over the partial index
+# ix_jobs_head_state_not_before_id: pending heads without a delay (lowest ids first),
+# pending or retrying heads whose delay has passed, running heads whose lease expired.
+_FRESH = (
+    sa.select(jobs.c.id, jobs.c.key)
+    .where(jobs.c.head, _is(jobs.c.state, JobState.PENDING), jobs.c.not_before.is_(None))
+    .order_by(jobs.c.id)
+    .limit(_CANDIDATES)
+)
+_DUE = sa.select(jobs.c.id, jobs.c.key).where(
+    jobs.c.head,
+    _is(jobs.c.state, JobState.PENDING, JobState.RETRYING),
+    jobs.c.not_before <= _NOW,
+)
+_EXPIRED = sa.select(jobs.c.id, jobs.c.key).where(
+    jobs.c.head, _is(jobs.c.state, JobState.RUNNING), jobs.c.lease_until < _NOW
+)
+# The full claimable condition for one job, locking it on PostgreSQL.
+_RECHECK = (
+    sa.select(jobs.c.id)
+    .where(jobs.c.id == _JOB_ID)
+    .where(_claimable(_NOW))
+    .with_for_update(skip_locked=True)
+)
+
+
+_TAKE = (
+    sa.update(jobs)
+    .where(jobs.c.id == _JOB_ID)
+    .values(
+        state=JobState.RUNNING,
+        attempts=jobs.c.attempts + 1,
+        lease_owner=sa.bindparam("worker", type_=sa.String()),
+        lease_until=sa.bindparam("until", type_=jobs.c.lease_until.type),
+        updated_at=_NOW,
+    )
+    .returning(*jobs.c)
+)
+
+
+def _candidates(conn: Connection, now: datetime) -> list[tuple[int, str]]:
+    """Up to ``_CANDIDATES`` heads that look claimable, lowest id first.
+
+    Cheap however many jobs exist: done jobs and jobs waiting behind their head are not
+    visited (see the module docstring).
+    """
+    found: set[tuple[int, str]] = set()
+    for statement in (_FRESH, _DUE, _EXPIRED):
+        rows = conn.execute(statement, {"now": now})
+        found.update((int(job_id), str(key)) for job_id, key in rows)
+    return sorted(found)[:_CANDIDATES]
+
+
 def claim(conn: Connection, worker: str, *, lease: timedelta, now: datetime) -> Job | None:
     """Claim the oldest claimable job for ``worker`` until ``now + lease``, or return None."""
-    candidates = conn.execute(
-        sa.select(jobs.c.id, jobs.c.key)
-        .where(_claimable(now))
-        .order_by(jobs.c.id)
-        .limit(_CANDIDATES)
-    ).all()
-    for job_id, key in candidates:
+    for job_id, key in _candidates(conn, now):
         if not _lock_key(conn, key):
             continue  # another claimer is working on this key right now
-        locked = conn.execute(
-            sa.select(jobs.c.id)
-            .where(jobs.c.id == job_id)
-            .where(_claimable(now))
-            .with_for_update(skip_locked=True)
-        ).first()
+        locked = conn.execute(_RECHECK, {"job_id": job_id, "now": now}).first()
         if locked is None:
             continue  # claimed, finished or held back since we looked
-        row = (
-            conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    state=JobState.RUNNING,
-                    attempts=jobs.c.attempts + 1,
-                    lease_owner=worker,
-                    lease_until=now + lease,
-                    updated_at=now,
-                )
-                .returning(*jobs.c)
-            )
-            .mappings()
-            .one()
-        )
-        return _job(row)
+        values = {"job_id": job_id, "worker": worker, "until": now + lease, "now": now}
+        return _job(conn.execute(_TAKE, values).mappings().one())
     return None
 
 
@@ -182,6 +275,30 @@ def _lock_key(conn: Connection, key: str) -> bool:
         return True
     lock = sa.func.pg_try_advisory_xact_lock(_CLAIM_LOCK_NAMESPACE, sa.func.hashtext(key))
     return bool(conn.execute(sa.select(lock)).scalar_one())
+
+
+def _lock_head(conn: Connection, key: str) -> None:
+    """Wait until this transaction is the only one changing ``key``'s head of line.
+
+    Only PostgreSQL needs it; on SQLite, BEGIN IMMEDIATE already serialises writers.
+    """
+    if is_postgresql(conn):
+        lock = sa.func.pg_advisory_xact_lock(_HEAD_LOCK_NAMESPACE, sa.func.hashtext(key))
+        conn.execute(sa.select(lock))
+
+
+_KEY = sa.bindparam("key", type_=sa.String())
+_FIRST_UNFINISHED = (
+    sa.select(jobs.c.id).where(_unfinished_of(jobs, _KEY)).order_by(jobs.c.id).limit(1)
+)
+_MAKE_HEAD = sa.update(jobs).where(jobs.c.id == _JOB_ID, ~jobs.c.head).values(head=True)
+
+
+def _promote(conn: Connection, key: str) -> None:
+    """Make the unfinished job with the lowest id of ``key`` its head (if there is one)."""
+    first = conn.execute(_FIRST_UNFINISHED, {"key": key}).scalar_one_or_none()
+    if first is not None:
+        conn.execute(_MAKE_HEAD, {"job_id": first})
 
 
 def _held_by(job_id: int, worker: str) -> sa.ColumnElement[bool]:
@@ -202,14 +319,33 @@ def heartbeat(
     return result.rowcount == 1
 
 
+_HELD = sa.and_(
+    jobs.c.id == _JOB_ID,
+    jobs.c.state == JobState.RUNNING,
+    jobs.c.lease_owner == sa.bindparam("worker", type_=sa.String()),
+)
+_HELD_KEY = sa.select(jobs.c.key).where(_HELD)
+_COMPLETE = (
+    sa.update(jobs)
+    .where(_HELD)
+    .values(state=JobState.DONE, head=False, lease_owner=None, lease_until=None, updated_at=_NOW)
+)
+
+
 def complete(conn: Connection, job_id: int, worker: str, *, now: datetime) -> bool:
-    """Mark the job done; False (and nothing changed) if ``worker`` no longer holds it."""
-    result = conn.execute(
-        sa.update(jobs)
-        .where(_held_by(job_id, worker))
-        .values(state=JobState.DONE, lease_owner=None, lease_until=None, updated_at=now)
-    )
-    return result.rowcount == 1
+    """Mark the job done; False (and nothing changed) if ``worker`` no longer holds it.
+
+    The next unfinished job of its key becomes the head of the key's line.
+    """
+    params = {"job_id": job_id, "worker": worker, "now": now}
+    key = conn.execute(_HELD_KEY, params).scalar_one_or_none()
+    if key is None:
+        return False
+    _lock_head(conn, key)
+    if conn.execute(_COMPLETE, params).rowcount != 1:
+        return False
+    _promote(conn, key)
+    return True
 
 
 def retry_later(

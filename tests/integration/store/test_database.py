@@ -137,7 +137,8 @@ def test_sqlite_connections_use_wal_and_wait_for_locks(tmp_path: Path) -> None:
             "journal_mode": "wal",
             "busy_timeout": 5000,
             "foreign_keys": 1,
-            "synchronous": 2,
+            # NORMAL; durable writes switch to FULL for their own commit (test_durability.py).
+            "synchronous": 1,
         }
     finally:
         store.close()

@@ -6,10 +6,12 @@ import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.support.databases import make_sqlite_url
 from ticketbridge.errors import NotFound
 from ticketbridge.store import InboxState, Job, JobCount, JobState, Store
 from ticketbridge.store.schema import jobs as jobs_table
@@ -315,3 +317,136 @@ def test_states_may_be_given_as_strings(store: Store) -> None:
     assert [j.id for j in store.list_jobs(["pending"])] == [job_id]
     with pytest.raises(ValueError):
         store.list_jobs(["finished"])
+
+
+# --- head of line: claims stay cheap however many jobs there are ----------------------
+
+
+def _heads(store: Store) -> dict[str, list[int]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(jobs_table.c.key, jobs_table.c.id).where(jobs_table.c.head)
+        ).all()
+    heads: dict[str, list[int]] = defaultdict(list)
+    for key, job_id in rows:
+        heads[key].append(job_id)
+    return dict(heads)
+
+
+def _expected_heads(store: Store) -> dict[str, list[int]]:
+    first: dict[str, int] = {}
+    for job in store.list_jobs(limit=100_000):
+        if job.state is not JobState.DONE and job.key not in first:
+            first[job.key] = job.id
+    return {key: [job_id] for key, job_id in first.items()}
+
+
+def test_each_key_has_exactly_its_first_unfinished_job_as_head(store: Store) -> None:
+    a1 = store.enqueue(kind="trigger", key="a")
+    a2 = store.enqueue(kind="trigger", key="a")
+    b1 = store.enqueue(kind="trigger", key="b")
+    assert _heads(store) == {"a": [a1], "b": [b1]}
+
+    assert store.complete_job(claimed(store).id, "w1")  # a1
+    assert _heads(store) == {"a": [a2], "b": [b1]}
+
+    job = claimed(store)
+    assert job.id == a2
+    assert store.bury_job(job.id, "w1", error="boom")  # dead: still heads its line
+    a3 = store.enqueue(kind="trigger", key="a")
+    assert _heads(store) == {"a": [a2], "b": [b1]}
+    assert store.requeue(a2)
+    order = []
+    for _ in range(3):
+        job = claimed(store)
+        order.append(job.id)
+        assert store.complete_job(job.id, "w1")
+    assert order == [a2, b1, a3]
+    assert _heads(store) == {}
+    b2 = store.enqueue(kind="trigger", key="b")
+    assert _heads(store) == {"b": [b2]} == _expected_heads(store)
+
+
+def test_claim_work_does_not_grow_with_done_or_waiting_jobs(tmp_path: Path) -> None:
+    """Counts SQLite's virtual-machine steps: a measure of work that ignores the clock."""
+    store = Store.open(make_sqlite_url(tmp_path))
+
+    def steps_of_one_claim() -> int:
+        ticks = [0]
+        with store.transaction() as tx:
+            raw = tx.connection.connection.dbapi_connection
+            assert raw is not None
+            raw.set_progress_handler(lambda: ticks.__setitem__(0, ticks[0] + 1) or 0, 1)
+            job = tx.claim_job("w", lease=LEASE, now=T0)
+            raw.set_progress_handler(None, 0)
+        assert job is not None
+        with store.transaction() as tx:
+            assert tx.complete_job(job.id, "w")
+        return ticks[0]
+
+    def add(n: int, **values: object) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(jobs_table), [
+                {"kind": "trigger", "state": "done", "attempts": 1, "created_at": T0,
+                 "updated_at": T0, **values, "key": f"{values.get('key', 'old')}:{i}"}
+                for i in range(n)])
+
+    try:
+        add(50)
+        store.enqueue(kind="trigger", key="blocked")
+        assert claimed(store).key == "blocked"  # now running: it holds its key back
+        for _ in range(4):
+            store.enqueue(kind="trigger", key="fresh")
+        small = steps_of_one_claim()
+        # 20,000 more done jobs, and 2,000 jobs waiting behind the running one.
+        add(20_000)
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(jobs_table), [
+                {"kind": "trigger", "key": "blocked", "state": "pending", "attempts": 0,
+                 "created_at": T0, "updated_at": T0} for _ in range(2_000)])
+        large = steps_of_one_claim()
+        # A B-tree one level deeper may cost a few steps more; a scan would cost thousands.
+        assert large <= small + 50, (small, large)
+    finally:
+        store.close()
+
+
+def test_concurrent_enqueues_and_completions_of_one_key_leave_no_job_behind(
+    store: Store,
+) -> None:
+    """Enqueuing while the head completes must never leave a job without a head flag."""
+    total = 60
+    store.enqueue(kind="trigger", key="hot")
+    enqueued = [1]
+    done: list[int] = []
+    stop = threading.Event()
+
+    def enqueuer() -> None:
+        while enqueued[0] < total:
+            store.enqueue(kind="trigger", key="hot")
+            enqueued[0] += 1
+            time.sleep(0.001)
+
+    def worker(name: str) -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            job = store.claim_job(name, lease=LEASE, now=datetime.now(UTC))
+            if job is None:
+                if len(done) >= total:
+                    return
+                time.sleep(0.001)
+                continue
+            assert store.complete_job(job.id, name)
+            done.append(job.id)
+
+    threads = [threading.Thread(target=enqueuer)] + [
+        threading.Thread(target=worker, args=(f"w{i}",)) for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    stop.set()
+    assert sorted(done) == done  # one key: strictly in arrival order
+    assert len(done) == total
+    assert _heads(store) == {} == _expected_heads(store)

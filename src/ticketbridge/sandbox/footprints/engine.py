@@ -71,6 +71,7 @@ PROJECT_FIELDS = ("ENG Next Action Item", "ENG Next Action Date/Time (UTC)",
 ADDRESS_BOOK_FIELDS = ("First Name", "Last Name", "Office Phone", "Email address")
 
 _NEXT_ACTION_DATE = "ENG Next Action Date/Time (UTC)"
+_ORIGIN = "Originating Ticket Number"
 _READY = "Ready to Close?"
 _DATE_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?")
 _ADDRESS_SPLIT = re.compile(r"[\s,;]+")
@@ -155,7 +156,7 @@ class Footprints:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         sub = fpmail.decode_submission(msg)
         sender = sub.sender or envelope_sender
-        with self._lock:
+        with self._lock, self.store.transaction():  # one transaction per mail
             if self.dedupe_message_ids and sub.message_id:
                 seen = self.store.processed(sub.message_id)
                 if seen is not None:
@@ -168,9 +169,15 @@ class Footprints:
                                             self.clock())
             if outcome.outcome == "rejected":
                 notices.append(self._rejection(sub, sender, outcome.problems))
-        for kind, mrid, msg_out in notices:
-            self._send(kind, mrid, msg_out)
+            if self.smarthost is None:  # nothing leaves: keep the outbox rows in it too
+                self._send_all(notices)
+                notices = []
+        self._send_all(notices)
         return outcome
+
+    def _send_all(self, notices: Sequence[tuple[str, int | None, EmailMessage]]) -> None:
+        for kind, mrid, msg in notices:
+            self._send(kind, mrid, msg)
 
     def _apply_mail(
         self, sub: Submission, sender: str
@@ -264,18 +271,20 @@ class Footprints:
         if changes.problems:
             raise FootprintsFault("; ".join(changes.problems))
         submitter = _scalar(args.get("submitter")) or user
-        with self._lock:
+        with self._lock, self.store.transaction():  # one transaction per call
             mrid = self._create(changes, submitter=submitter, author=submitter)
             notices = self._notifications(mrid, "created", submitter, mail=args.get("mail"))
-        for kind, ref, msg in notices:
-            self._send(kind, ref, msg)
+            if self.smarthost is None:
+                self._send_all(notices)
+                notices = []
+        self._send_all(notices)
         return mrid
 
     def edit_issue(self, args: Mapping[str, SoapValue], *, user: str) -> int:
         """editIssue: the issue number. Raises FootprintsFault for invalid args."""
         changes = self._changes_from_soap(args, creating=False)
         mrid = _int(args.get("mrID"), "mrID", changes.problems)
-        with self._lock:
+        with self._lock, self.store.transaction():  # one transaction per call
             existing = self.store.issue(mrid) if mrid else None
             if mrid and existing is None:
                 changes.problems.insert(
@@ -285,8 +294,10 @@ class Footprints:
             author = _scalar(args.get("submitter")) or user
             self._update(existing, changes, author=author)
             notices = self._notifications(mrid, "updated", author, mail=args.get("mail"))
-        for kind, ref, msg in notices:
-            self._send(kind, ref, msg)
+            if self.smarthost is None:
+                self._send_all(notices)
+                notices = []
+        self._send_all(notices)
         return mrid
 
     def _changes_from_soap(self, args: Mapping[str, SoapValue], *, creating: bool) -> _Changes:
@@ -375,7 +386,13 @@ class Footprints:
             raise FootprintsFault(str(exc)) from exc
         if parsed.project != self.project:
             raise FootprintsFault(f"Table 'footprints.MASTER{parsed.project}' doesn't exist")
-        return [_row(issue, parsed) for issue in self.store.issues() if _matches(issue, parsed)]
+        # A non-empty Originating Ticket Number (what clients search by) is answered from
+        # its index; all conditions then filter those few issues as they would all.
+        origin = next((value for column, value in parsed.where
+                       if decode_field_name(column).casefold() == _ORIGIN.casefold()
+                       and value), None)
+        issues = self.store.issues() if origin is None else self.store.issues_by_origin(origin)
+        return [_row(issue, parsed) for issue in issues if _matches(issue, parsed)]
 
     # -- shared --------------------------------------------------------------------------
 

@@ -154,7 +154,7 @@ class FootprintsSandbox:
 
     def find(self, originating_ticket_number: str) -> list[Issue]:
         """Issues whose Originating Ticket Number is this value (two or more: a duplicate)."""
-        return [i for i in self.store.issues()
+        return [i for i in self.store.issues_by_origin(originating_ticket_number)
                 if i.project_fields.get("Originating Ticket Number") == originating_ticket_number]
 
     def outbox(self) -> list[OutboxMail]:

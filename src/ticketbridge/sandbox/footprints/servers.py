@@ -4,6 +4,11 @@ Both bind to 127.0.0.1. Port 0 picks a free port; the chosen port is exposed aft
 Real Footprints processes incoming mail asynchronously (a mail fetcher polls the mailbox);
 the emulator processes each mail *before* answering the SMTP ``250``, so that a test or a
 demo sees the result as soon as its ``sendmail`` returns.
+
+The HTTP server speaks HTTP/1.1 with keep-alive (every answer has a Content-Length), as
+the Apache in front of MRWebServices did; an idle connection is closed after
+:data:`KEEP_ALIVE_SECONDS`, and :meth:`SoapDoor.stop` closes every open one, so a stopped
+emulator answers nothing, on new connections or kept ones.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +33,8 @@ __all__ = ["SmtpDoor", "SoapDoor"]
 log = logging.getLogger(__name__)
 
 MAX_MAIL_BYTES = 10 * 1024 * 1024
+#: How long the SOAP server keeps an idle HTTP connection open.
+KEEP_ALIVE_SECONDS = 60.0
 _METHODS = ("createIssue", "editIssue", "getIssueDetails", "search")
 
 
@@ -103,11 +111,43 @@ class _SoapServer(ThreadingHTTPServer):
     user: str
     password: str
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        request, address = super().get_request()
+        with self._open_lock:
+            self._open.add(request)
+        return request, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        """End every kept-alive connection (their handler threads then finish)."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
+
 
 class _SoapHandler(BaseHTTPRequestHandler):
     server: _SoapServer
     server_version = "MRWebServices/emulator"
     sys_version = ""
+    protocol_version = "HTTP/1.1"  # keep-alive; every answer below sets Content-Length
+    timeout = KEEP_ALIVE_SECONDS  # an idle kept connection is closed after this
+    # Headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm holds
+    # the body until the client's delayed ACK of the headers, 40 ms on Linux, once the
+    # connection is no longer closed after each answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("soap %s - " + format, self.address_string(), *args)
@@ -119,17 +159,20 @@ class _SoapHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self) -> None:
+        # An answer given without reading the request body closes the connection: the
+        # unread body must not be taken for the next request.
         if self.path.split("?")[0] != soap.ENDPOINT_PATH:
-            self._plain(HTTPStatus.NOT_FOUND, f"no such endpoint; use {soap.ENDPOINT_PATH}")
+            self._plain(HTTPStatus.NOT_FOUND, f"no such endpoint; use {soap.ENDPOINT_PATH}",
+                        close=True)
             return
         length_header = self.headers.get("Content-Length")
         if length_header is None or not length_header.strip().isdigit():
-            self._plain(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+            self._plain(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required", close=True)
             return
         length = int(length_header)
         if length > soap.MAX_DOCUMENT_BYTES:
             self._plain(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"request body larger than {soap.MAX_DOCUMENT_BYTES} bytes")
+                        f"request body larger than {soap.MAX_DOCUMENT_BYTES} bytes", close=True)
             return
         body = self.rfile.read(length)
         status, payload = self._dispatch(body)
@@ -139,11 +182,13 @@ class _SoapHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _plain(self, status: HTTPStatus, text: str) -> None:
+    def _plain(self, status: HTTPStatus, text: str, *, close: bool = False) -> None:
         data = (text + "\n").encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")  # also sets self.close_connection
         self.end_headers()
         self.wfile.write(data)
 
@@ -231,3 +276,4 @@ class SoapDoor:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._server.close_open_connections()

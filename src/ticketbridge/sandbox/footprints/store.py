@@ -7,6 +7,13 @@ and every mail it sent or kept (its outbox).
 
 One connection, one lock: SQLite serialises writers anyway, and an emulator never needs
 concurrent writers; the lock also makes ``:memory:`` usable from the SMTP and HTTP threads.
+
+Speed, so that the emulator is never what a benchmark measures: a database file runs in
+WAL mode with ``synchronous=NORMAL`` (a power loss may forget the last submissions: this
+is an emulator); the engine processes each mail or SOAP call in one transaction
+(:meth:`IssueStore.transaction` nests); and the Originating Ticket Number, the one field
+searched, is kept casefolded in the indexed column ``issues.origin``, so a search costs
+the same however many issues there are.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ CREATE TABLE IF NOT EXISTS issues (
     assignees     TEXT NOT NULL,      -- space-separated, CC: prefix = permanent CC
     projfields    TEXT NOT NULL,      -- JSON: project fields by label
     created       TEXT NOT NULL,      -- ISO 8601, UTC
-    modified      TEXT NOT NULL       -- ISO 8601, UTC (lastdate + lasttime)
+    modified      TEXT NOT NULL,      -- ISO 8601, UTC (lastdate + lasttime)
+    origin        TEXT                -- Originating Ticket Number, casefolded (search)
 );
 CREATE TABLE IF NOT EXISTS descriptions (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,6 +148,14 @@ class OutboxMail:
     error: str | None
 
 
+_ORIGIN = "Originating Ticket Number"
+
+
+def origin_key(value: str) -> str:
+    """How ``issues.origin`` holds an Originating Ticket Number (search is case-blind)."""
+    return value.casefold()
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
@@ -148,15 +164,38 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _origin_of(project_fields: Mapping[str, str]) -> str | None:
+    value = project_fields.get(_ORIGIN)
+    return origin_key(value) if value else None
+
+
 class IssueStore:
     """All reads and writes of the emulator's database."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of transaction(), by the thread holding the lock
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         with self._lock:
+            self._conn.execute("PRAGMA journal_mode = WAL")  # stays "memory" for :memory:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.executescript(_SCHEMA)
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a database file written by an older emulator up to this schema."""
+        columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(issues)")}
+        if "origin" not in columns:
+            with self.transaction():
+                self._conn.execute("ALTER TABLE issues ADD COLUMN origin TEXT")
+                rows = self._conn.execute("SELECT mrid, projfields FROM issues").fetchall()
+                for row in rows:
+                    value = json.loads(row["projfields"]).get(_ORIGIN)
+                    if value:
+                        self._conn.execute("UPDATE issues SET origin = ? WHERE mrid = ?",
+                                           (origin_key(value), row["mrid"]))
+        self._conn.execute("CREATE INDEX IF NOT EXISTS issues_origin ON issues(origin)")
 
     def close(self) -> None:
         with self._lock:
@@ -164,15 +203,29 @@ class IssueStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Hold the lock and one SQLite transaction; roll back on any error."""
+        """Hold the lock and one SQLite transaction; roll back on any error.
+
+        Nested calls (in the same thread) join the outermost transaction.
+        """
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     @property
     def lock(self) -> threading.RLock:
@@ -197,11 +250,12 @@ class IssueStore:
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO issues (project, title, status, priority, ticket_type, submitter,"
-                " contact, assignees, projfields, created, modified)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " contact, assignees, projfields, created, modified, origin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (project, title, status, priority, ticket_type, submitter,
                  json.dumps(dict(contact)), " ".join(assignees),
-                 json.dumps(dict(project_fields)), _iso(when), _iso(when)),
+                 json.dumps(dict(project_fields)), _iso(when), _iso(when),
+                 _origin_of(project_fields)),
             )
             mrid = cursor.lastrowid
             assert mrid is not None
@@ -223,9 +277,11 @@ class IssueStore:
         with self._lock:
             self._conn.execute(
                 "UPDATE issues SET title = ?, status = ?, priority = ?, ticket_type = ?,"
-                " contact = ?, assignees = ?, projfields = ?, modified = ? WHERE mrid = ?",
+                " contact = ?, assignees = ?, projfields = ?, modified = ?, origin = ?"
+                " WHERE mrid = ?",
                 (title, status, priority, ticket_type, json.dumps(dict(contact)),
-                 " ".join(assignees), json.dumps(dict(project_fields)), _iso(when), mrid),
+                 " ".join(assignees), json.dumps(dict(project_fields)), _iso(when),
+                 _origin_of(project_fields), mrid),
             )
 
     def add_description(
@@ -246,6 +302,17 @@ class IssueStore:
     def issues(self) -> list[Issue]:
         with self._lock:
             rows = self._conn.execute("SELECT * FROM issues ORDER BY mrid").fetchall()
+            return [self._issue(row) for row in rows]
+
+    def issues_by_origin(self, value: str) -> list[Issue]:
+        """Issues whose Originating Ticket Number equals ``value`` ignoring case, by number.
+
+        An index look-up: its cost does not grow with the number of issues.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM issues WHERE origin = ? ORDER BY mrid", (origin_key(value),)
+            ).fetchall()
             return [self._issue(row) for row in rows]
 
     def _issue(self, row: sqlite3.Row) -> Issue:
