@@ -207,7 +207,8 @@ def latency(rate: float, seconds: float, database: str | None) -> tuple[list[flo
                 mid = by_inbox.get(job.inbox_id) or app.store.inbox_entry(job.inbox_id).message_id
                 done[mid] = time.perf_counter()
 
-        app.worker.report = report
+        for worker in app.workers:
+            worker.report = report
         runner = threading.Thread(target=app.run, daemon=True)
         runner.start()
         try:

@@ -72,6 +72,7 @@ class WorkerSettings(Strict):
     max_delay: float = Field(300.0, gt=0)
     pending_grace_seconds: float = Field(600.0, ge=0)
     idle_poll: float = Field(1.0, gt=0)
+    threads: int = Field(2, ge=1, le=64)
 
 
 class Settings(Strict):

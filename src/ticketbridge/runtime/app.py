@@ -22,7 +22,7 @@ from ticketbridge.exchange.retry import RetryPolicy
 from ticketbridge.runtime.executor import Clock, Executor, utcnow
 from ticketbridge.runtime.receivers.base import Receiver, Sink, run_until_stopped
 from ticketbridge.runtime.receivers.settings import build_receiver
-from ticketbridge.runtime.worker import Report, Worker
+from ticketbridge.runtime.worker import Report, Worker, worker_name
 from ticketbridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -105,18 +105,26 @@ class App:
         self.intake = Intake(self.store, settings, clock)
         self.executor = Executor(self.store, settings, self.connectors, clock=clock)
         w = settings.worker
-        self.worker = Worker(
-            self.store,
-            self.executor,
-            policy=RetryPolicy(
-                max_attempts=w.max_attempts,
-                base=timedelta(seconds=w.base_delay),
-                ceiling=timedelta(seconds=w.max_delay),
-            ),
-            lease=timedelta(seconds=w.lease_seconds),
-            clock=clock,
-            report=report,
+        policy = RetryPolicy(
+            max_attempts=w.max_attempts,
+            base=timedelta(seconds=w.base_delay),
+            ceiling=timedelta(seconds=w.max_delay),
         )
+        #: Worker threads; the store lets one job per ticket run at a time, so they only
+        #: overlap work on different tickets (and the waits on remote helpdesks).
+        self.workers = [
+            Worker(
+                self.store,
+                self.executor,
+                policy=policy,
+                lease=timedelta(seconds=w.lease_seconds),
+                name=f"{worker_name()}/{n}",
+                clock=clock,
+                report=report,
+            )
+            for n in range(w.threads)
+        ]
+        self.worker = self.workers[0]
         self.receivers: dict[str, Receiver] = {
             name: build_receiver(
                 name, settings.resolve_paths(binding.mailbox), self.store, self.stop_event
@@ -137,8 +145,20 @@ class App:
     def run_once(self) -> tuple[int, int]:
         """One pass: read every mailbox, then run every job that can run now."""
         received = self.poll_receivers()
-        ran = self.worker.run_once()
-        return received, ran
+        if len(self.workers) == 1:
+            return received, self.worker.run_once()
+        counts = [0] * len(self.workers)
+
+        def drain(n: int) -> None:
+            counts[n] = self.workers[n].run_once()
+
+        threads = [threading.Thread(target=drain, args=(n,)) for n in range(1, len(self.workers))]
+        for thread in threads:
+            thread.start()
+        drain(0)
+        for thread in threads:
+            thread.join()
+        return received, sum(counts)
 
     def run(self) -> None:
         """Run until :meth:`stop`: receivers in threads, the worker here."""
@@ -147,6 +167,16 @@ class App:
                 target=self._receive_loop, args=(name, r), name=f"receiver-{name}", daemon=True
             )
             for name, r in self.receivers.items()
+        ]
+        idle = self.settings.worker.idle_poll
+        threads += [
+            threading.Thread(
+                target=worker.run_forever,
+                args=(self.stop_event, self.intake.wake, idle),
+                name=f"worker-{n}",
+                daemon=True,
+            )
+            for n, worker in enumerate(self.workers[1:], start=1)
         ]
         for thread in threads:
             thread.start()
