@@ -242,6 +242,47 @@ def replay(inbox_id: int, /, *, config: ConfigOpt = None, json: JsonOpt = False)
 
 
 @app.command
+def send(
+    ticket: str,
+    /,
+    *,
+    to: str,
+    new: bool = False,
+    update: str | None = None,
+    unit: str | None = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> int:
+    """Push a home ticket (HELPDESK:ID) to GGUS: --new (to TPM or --unit) or --update GGUS-ID."""
+    from ticketbridge.runtime.app import App as Exchange
+
+    ref = TicketRef.parse(ticket)
+    settings = _settings(config)
+    exchange = Exchange(settings)
+    try:
+        data = service.send(
+            exchange.store,
+            settings,
+            ref,
+            to=to,
+            new=new,
+            update=update,
+            unit=unit,
+            now=datetime.now(UTC),
+        )
+        exchange.worker.run_once()
+        entry = exchange.store.inbox_entry(data["inbox_id"])
+        data.update(state=entry.state, reason=entry.reason)
+    finally:
+        exchange.close()
+    if json:
+        _print_json(data)
+    else:
+        out.print(f"{ticket} -> {to}: {data['state']}: {data['reason']}", markup=False)
+    return 0 if data["state"] in ("applied", "received") else 1
+
+
+@app.command
 def demo(*, keep_running: bool = False, directory: str | None = None) -> int:
     """Run the Footprints emulator and the exchange on sample GGUS mails, and show the result."""
     from ticketbridge.sandbox.demo import run_demo

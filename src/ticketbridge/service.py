@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ticketbridge.errors import NotFound
-from ticketbridge.model import TicketRef
+from ticketbridge.config.settings import Settings
+from ticketbridge.errors import ConfigError, NotFound
+from ticketbridge.model import TicketRef, text_digest
+from ticketbridge.runtime.triggers import OPERATOR, command_bytes
 from ticketbridge.store import Store
 
 
@@ -126,3 +128,59 @@ def jobs(store: Store, *, states: list[str] | None = None) -> list[dict[str, Any
         }
         for j in store.list_jobs(states=states)
     ]
+
+
+def send(
+    store: Store,
+    settings: Settings,
+    ref: TicketRef,
+    *,
+    to: str,
+    new: bool,
+    update: str | None,
+    unit: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Queue an operator push of home ticket ``ref`` to helpdesk ``to`` (the 2006 script).
+
+    ``new`` creates a GGUS ticket (assigned to TPM, or ``unit``); ``update`` sends the home
+    ticket to an existing GGUS ticket and links the two. Refused, with the reason, when
+    ``new`` is asked for a ticket that is already linked, or the pairing does not exist.
+    """
+    if new == (update is not None):
+        raise ConfigError(["say either --new or --update GGUS-ID"])
+    exchange = next(
+        (e for e in settings.exchanges.values() if e.source == to and e.target == ref.helpdesk),
+        None,
+    )
+    if exchange is None:
+        raise ConfigError([f"no exchange pairs {ref.helpdesk!r} with {to!r}"])
+    link = store.find_link_by_b(ref.helpdesk, ref.id)
+    if new and link is not None:
+        raise NotFound(
+            f"refused: {ref} is already linked to {link.a_helpdesk}:{link.a_id}; "
+            f"use --update {link.a_id} to send it there"
+        ) from None
+    if update is not None and link is not None and link.a_id != update:
+        raise NotFound(f"refused: {ref} is linked to {link.a_helpdesk}:{link.a_id}, not {update}")
+    command: dict[str, Any] = {
+        "command": "send",
+        "ref": str(ref),
+        "to": to,
+        "mode": "new" if new else "update",
+        "at": _iso(now),
+    }
+    if update is not None:
+        command["ggus_id"] = update
+    if unit:
+        command["unit"] = unit
+    key = f"{link.a_helpdesk}:{link.a_id}" if link else str(ref)
+    raw = command_bytes(command)
+    result = store.receive(
+        source=OPERATOR,
+        raw=raw,
+        message_id=f"<send-{text_digest(raw.decode())}@ticketbridge>",
+        key=key,
+        received_at=now,
+    )
+    return {"inbox_id": result.inbox_id, "job_id": result.job_id, "key": key, **command}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ticketbridge.config import Settings, load_config, parse_config
-from ticketbridge.config.settings import GgusMailSettings
 from ticketbridge.connectors.footprints import FootprintsSettings
+from ticketbridge.connectors.ggus.settings import GgusMailSettings
 from ticketbridge.errors import ConfigError, Problem
 from ticketbridge.runtime.receivers.settings import ImapSettings, MaildirSettings, MboxSettings
 

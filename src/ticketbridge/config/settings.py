@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ticketbridge.connectors.footprints import FootprintsSettings
+from ticketbridge.connectors.ggus.settings import (
+    GgusMailSettings,
+    GgusRestSettings,
+    GgusSoapSettings,
+)
 from ticketbridge.errors import StoreError
 from ticketbridge.runtime.receivers.settings import (
     ImapSettings,
@@ -21,10 +26,12 @@ from ticketbridge.store.db import normalise_url
 MailboxSettings = MaildirSettings | MboxSettings | Pop3Settings | ImapSettings
 
 #: (source kind, target kind) pairs an exchange can run today.
-SUPPORTED_PAIRS = frozenset({("ggus-mail", "footprints-mail")})
+SUPPORTED_PAIRS = frozenset(
+    {(ggus, "footprints-mail") for ggus in ("ggus-mail", "ggus-soap", "ggus-rest")}
+)
 
 #: Every helpdesk ``kind`` the schema knows.
-HELPDESK_KINDS = frozenset({"ggus-mail", "footprints-mail"})
+HELPDESK_KINDS = frozenset({"ggus-mail", "ggus-soap", "ggus-rest", "footprints-mail"})
 
 
 class Strict(BaseModel):
@@ -33,15 +40,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GgusMailSettings(Strict):
-    """GGUS reached by its gen-1 XML notification mails."""
-
-    kind: Literal["ggus-mail"]
-    ticket_url: str = "https://ggus.eu/?mode=ticket_info&ticket_id={id}"
-    max_message_bytes: int = Field(10_000_000, gt=0)
-
-
-HelpdeskSettings = Annotated[GgusMailSettings | FootprintsSettings, Field(discriminator="kind")]
+HelpdeskSettings = Annotated[
+    GgusMailSettings | GgusSoapSettings | GgusRestSettings | FootprintsSettings,
+    Field(discriminator="kind"),
+]
 
 
 class ReceiverBinding(Strict):
@@ -61,6 +63,12 @@ class ExchangeSettings(Strict):
     ticket_type: str = "Problem/Request"
     origin_sg: str = "TX_FP71_GGUS2"
     home_project: int = 71
+    #: Also copy changes of linked tickets from ``target`` back to ``source``.
+    two_way: bool = True
+    #: The GGUS support unit a ticket pushed from home goes to (``send --unit`` overrides).
+    responsible_unit: str = "TPM"
+    #: Map Footprints priority 1 to GGUS ``top priority`` (reserved for ALARM tickets).
+    allow_top_priority: bool = False
 
 
 class WorkerSettings(Strict):

@@ -36,6 +36,12 @@ OPEN_STATES = frozenset(
     {"new", "assigned", "in progress", "waiting for reply", "on hold", "reopened"}
 )
 
+#: Footprints statuses: open ones, and the two that end a ticket.
+FP_OPEN_STATES = frozenset(
+    {"Engineering", "Customer", "Network Administration", "Support Agency", "Vendor"}
+)
+FP_DONE_STATES = frozenset({"Resolved", "Closed"})
+
 HEADERS = {
     "public diary": "[Public Diary]",
     "diary of steps": "[Diary Of Steps]",
@@ -126,8 +132,20 @@ class GgusToFootprints:
         }
 
     def guard(self, name: str, new: str, current: str | None) -> str | None:
-        # Footprints has no finer states that a coarse GGUS status could overwrite; the
-        # GGUS-side guards (B5.2) belong to the other direction.
+        """Keep Footprints' finer states (``current`` is what Footprints holds now).
+
+        The GGUS table is coarse: every open GGUS state is ``Engineering`` and every
+        final one ``Closed``. A Footprints ticket already in another open state
+        (Customer, Vendor ...) or already ``Resolved`` keeps it, so an exchange never
+        undoes a finer choice made at home, and our own write echoing back from GGUS
+        changes nothing.
+        """
+        if name != "status" or current is None:
+            return new
+        if new == "Closed" and current in FP_DONE_STATES:
+            return None
+        if new == "Engineering" and current in FP_OPEN_STATES:
+            return None
         return new
 
     def comment_text(self, comment: Comment) -> str:

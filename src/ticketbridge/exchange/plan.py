@@ -66,6 +66,9 @@ class LinkView:
     newest_applied: datetime | None = None  # ``modified`` of the newest snapshot applied
     sent: Mapping[str, str] = field(default_factory=dict)  # field values last sent
     copied: frozenset[str] = frozenset()  # keys of source comments already copied
+    #: the target's mapped values as last seen (its own snapshot), for the direction's
+    #: guards; a field missing here is taken to hold what was last sent
+    current: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +132,12 @@ def plan(
     for name, value in direction.fields(snapshot).items():
         if stale and name in STATE_FIELDS:
             continue
-        current = link.sent.get(name)
-        if current == value:
-            continue
+        if link.sent.get(name) == value:
+            continue  # unchanged on the source since the last exchange
+        # The source changed this field: it is remembered as sent even when a guard keeps
+        # the target's value, so the same source value is not judged again next time.
+        sent[name] = value
+        current = link.current.get(name, link.sent.get(name))
         guarded = direction.guard(name, value, current)
         if guarded is None or guarded == current:
             continue
@@ -139,7 +145,13 @@ def plan(
         sent[name] = guarded
 
     new_comments = [c for c in snapshot.comments if c.key not in link.copied]
-    comments = tuple(direction.comment(c, snapshot) for c in new_comments)
+    # A comment the direction maps to nothing (an echo of our own copy, an empty entry)
+    # is recorded as copied without being sent.
+    comments = tuple(
+        mapped
+        for mapped in (direction.comment(c, snapshot) for c in new_comments)
+        if mapped.body.strip()
+    )
     newest = link.newest_applied
     if snapshot.modified is not None and (newest is None or snapshot.modified > newest):
         newest = snapshot.modified
@@ -155,7 +167,13 @@ def plan(
         parts.append(f"{len(comments)} new comment(s)")
     if stale:
         parts.append("stale snapshot: status/priority/title left alone")
-    update = UpdateTicket(target_helpdesk, link.target_id, changes, comments)
+    update: UpdateTicket | None = UpdateTicket(target_helpdesk, link.target_id, changes, comments)
+    guard_update = getattr(direction, "guard_update", None)
+    if guard_update is not None and update is not None:
+        update = guard_update(update, snapshot, link.current)
+    if update is None or (not update.fields and not update.comments):
+        reason = "the target's state forbids this update (e.g. verified or closed)"
+        return Plan((), f"{adopted}skip: {reason}", sent, (), newest, stale)
     return Plan(
         ops=(update,),
         decision=f"{adopted}update {target_helpdesk}:{link.target_id}: " + "; ".join(parts),

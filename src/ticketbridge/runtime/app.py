@@ -13,15 +13,19 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from ticketbridge.codecs import ggus_mail, mime
+from ticketbridge.codecs import mime
 from ticketbridge.config.settings import Settings
 from ticketbridge.connectors.base import TargetConnector
 from ticketbridge.connectors.footprints import FootprintsConnector, FootprintsSettings
+from ticketbridge.connectors.ggus import GgusMailConnector, GgusRestConnector, GgusSoapConnector
+from ticketbridge.connectors.ggus.settings import GgusRestSettings, GgusSoapSettings
 from ticketbridge.errors import BadInput, TicketbridgeError
 from ticketbridge.exchange.retry import RetryPolicy
-from ticketbridge.runtime.executor import Clock, Executor, utcnow
+from ticketbridge.runtime.executor import Executor
+from ticketbridge.runtime.outcome import Clock, utcnow
 from ticketbridge.runtime.receivers.base import Receiver, Sink, run_until_stopped
 from ticketbridge.runtime.receivers.settings import build_receiver
+from ticketbridge.runtime.triggers import trigger_key
 from ticketbridge.runtime.worker import Report, Worker, worker_name
 from ticketbridge.store import Store
 
@@ -34,6 +38,13 @@ def build_connectors(settings: Settings) -> dict[str, TargetConnector]:
     for name, helpdesk in settings.helpdesks.items():
         if isinstance(helpdesk, FootprintsSettings):
             connectors[name] = FootprintsConnector(name, helpdesk)
+        elif isinstance(helpdesk, GgusSoapSettings):
+            connectors[name] = GgusSoapConnector(name, helpdesk)
+        elif isinstance(helpdesk, GgusRestSettings):
+            connectors[name] = GgusRestConnector(name, helpdesk)
+        elif helpdesk.helpdesk_address and helpdesk.sender:
+            # Without a submission address GGUS mail is read only (a source, never written).
+            connectors[name] = GgusMailConnector(name, helpdesk)
     return connectors
 
 
@@ -76,8 +87,13 @@ class Intake:
                 source=receiver, raw=raw, message_id=message_id, reason=reason, received_at=now
             )
             return
-        ticket_id = ggus_mail.trigger_key(raw)
-        key = f"{helpdesk}:{ticket_id}" if ticket_id else None
+        key = trigger_key(raw, helpdesk, self.settings)
+        if key is not None:
+            # Triggers from both sides of a link share one key, so they run in order.
+            side, _, ticket_id = key.partition(":")
+            link = self.store.find_link_by_ref(side, ticket_id)
+            if link is not None:
+                key = f"{link.a_helpdesk}:{link.a_id}"
         result = self.store.receive(
             source=receiver, raw=raw, message_id=message_id, key=key, received_at=now
         )

@@ -18,34 +18,28 @@ correlation key and wait (RemotePending, retried with backoff) rather than creat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-from ticketbridge.codecs import ggus_mail
-from ticketbridge.config.settings import ExchangeSettings, GgusMailSettings, Settings
+from ticketbridge.config.settings import ExchangeSettings, Settings
 from ticketbridge.connectors.base import TargetConnector
+from ticketbridge.connectors.ggus.settings import (
+    GgusMailSettings,
+    GgusRestSettings,
+    GgusSoapSettings,
+)
 from ticketbridge.errors import BadInput, RemotePending, RemoteRejected
+from ticketbridge.exchange.footprints_ggus import ggus_values
 from ticketbridge.exchange.ggus_footprints import GgusToFootprints
 from ticketbridge.exchange.plan import LinkView, Plan, plan
 from ticketbridge.model import CreateTicket, Ticket, UpdateTicket
+from ticketbridge.runtime import triggers
+from ticketbridge.runtime.echo import echo_digest, echo_keys
+from ticketbridge.runtime.outcome import Clock, Outcome, parse_time, utcnow
+from ticketbridge.runtime.reverse import Reverse
+from ticketbridge.runtime.triggers import Trigger
 from ticketbridge.store import Job, LinkRecord, Store, Transaction
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one job ended: ``applied``, ``skipped`` or ``quarantined``, and why."""
-
-    state: str
-    reason: str
-    ticket: str | None = None
 
 
 class Executor:
@@ -71,30 +65,31 @@ class Executor:
         if job.inbox_id is None:
             raise RemoteRejected("ticketbridge", f"job {job.id} names no inbox entry")
         entry = self.store.inbox_entry(job.inbox_id)
-        binding = self.settings.receivers.get(entry.source)
-        helpdesk = binding.helpdesk if binding else entry.source
-        found = self._exchange_for(helpdesk)
-        if found is None:
-            reason = f"no exchange has {helpdesk!r} as its source"
-            self.store.set_inbox_state(entry.id, "skipped", reason)
-            return Outcome("skipped", reason)
-        name, exchange = found
-        source_settings = self.settings.helpdesks[helpdesk]
-        assert isinstance(source_settings, GgusMailSettings)
         try:
-            mail = ggus_mail.decode(
-                entry.raw, helpdesk=helpdesk, max_bytes=source_settings.max_message_bytes
-            )
+            trigger = triggers.decode(entry.source, entry.raw, self.settings)
         except BadInput as exc:
             reason = f"{type(exc).__name__}: {exc}"
             self.store.quarantine(entry.id, reason)
             return Outcome("quarantined", reason)
-        snapshot = mail.ticket
+        found = self._exchange_for(trigger)
+        if found is None:
+            reason = f"no exchange takes triggers from {trigger.ref.helpdesk!r}"
+            self.store.set_inbox_state(entry.id, "skipped", reason)
+            return Outcome("skipped", reason)
+        name, exchange, side = found
+        if side == "b":
+            return Reverse(self, job, entry.id, trigger, name, exchange).run()
+        snapshot = trigger.snapshot
+        if snapshot is None:
+            snapshot = self.connectors[trigger.ref.helpdesk].fetch(trigger.ref.id)
         ref = snapshot.ref
-        summary = (
-            f"{mail.subject[:120]!r} status={snapshot.status!r} priority={snapshot.priority!r}"
-        )
-        detail: dict[str, Any] = {"message_id": mail.message_id, "warnings": list(mail.warnings)}
+        summary = trigger.summary
+        detail: dict[str, Any] = {
+            "message_id": trigger.message_id,
+            "warnings": list(trigger.warnings),
+        }
+        source_settings = self.settings.helpdesks[ref.helpdesk]
+        assert isinstance(source_settings, GgusMailSettings | GgusSoapSettings | GgusRestSettings)
         direction = GgusToFootprints(
             ticket_url=source_settings.ticket_url,
             assignees=tuple(exchange.assignees),
@@ -135,10 +130,19 @@ class Executor:
 
     # -- look-ups ------------------------------------------------------------------------
 
-    def _exchange_for(self, helpdesk: str) -> tuple[str, ExchangeSettings] | None:
+    def _exchange_for(self, trigger: Trigger) -> tuple[str, ExchangeSettings, str] | None:
+        """The exchange a trigger belongs to, and the side ("a" source, "b" target) it is on."""
+        helpdesk = trigger.ref.helpdesk
         for name, exchange in self.settings.exchanges.items():
-            if exchange.source == helpdesk:
-                return name, exchange
+            if trigger.command:
+                if exchange.target == helpdesk and exchange.source == trigger.command.get("to"):
+                    return name, exchange, "b"
+            elif exchange.source == helpdesk:
+                return name, exchange, "a"
+            elif exchange.target == helpdesk and exchange.two_way:
+                if exchange.source not in self.connectors:
+                    continue  # the source cannot be written (GGUS mail without an address)
+                return name, exchange, "b"
         return None
 
     def _view(
@@ -153,7 +157,7 @@ class Executor:
         """The link as the planner sees it, learning or adopting the target id if needed."""
         key = direction.correlation_key(snapshot)
         if link is not None and link.b_id is not None:
-            return self._link_view(link), ""
+            return self._link_view(link, snapshot), ""
         if link is not None:  # a create was attempted; has the ticket appeared?
             found = target.find_by_correlation(key)
             if found is not None:
@@ -173,7 +177,7 @@ class Executor:
                 return self._adopt(target.fetch(found), snapshot, direction), (
                     f"create already applied as {exchange.target}:{found}; "
                 )
-            sent_at = _parse_time(link.data.get("create_sent_at"))
+            sent_at = parse_time(link.data.get("create_sent_at"))
             if sent_at is None:
                 return None, "earlier create was never sent; "
             grace = timedelta(seconds=self.settings.worker.pending_grace_seconds)
@@ -237,11 +241,16 @@ class Executor:
         for key in view.copied:
             tx.record_copied(link.id, "ab", "comment", key)
 
-    def _link_view(self, link: LinkRecord) -> LinkView:
+    def _link_view(self, link: LinkRecord, snapshot: Ticket) -> LinkView:
         assert link.b_id is not None
-        copied = self.store.copied_keys(link.id, "ab", "comment")
+        copied = set(self.store.copied_keys(link.id, "ab", "comment"))
+        # Comments that are our own copies from the other side, coming back: recognised
+        # by the digest of the text we wrote there.
+        echoes = echo_keys(self.store, link.id, "ba")
+        copied |= {c.key for c in snapshot.comments if echo_digest(c.body) in echoes}
         sent = link.data.get("sent", {})
-        return LinkView(link.b_id, link.a_modified, dict(sent), frozenset(copied))
+        current = link.data.get("b_current", {})
+        return LinkView(link.b_id, link.a_modified, dict(sent), frozenset(copied), dict(current))
 
     @staticmethod
     def _adopt(home: Ticket, snapshot: Ticket, direction: GgusToFootprints) -> LinkView:
@@ -307,6 +316,9 @@ class Executor:
                 b_id = op.ticket_id if isinstance(op, UpdateTicket) else link.b_id
             data = dict(link.data)
             data["sent"] = dict(result.sent)
+            data["b_current"] = {**data.get("b_current", {}), **result.sent}
+            if not result.stale:
+                data["a_current"] = ggus_values(snapshot)
             if isinstance(op, CreateTicket):
                 data["create_sent_at"] = self.clock().isoformat()
             with self.store.transaction() as tx:
@@ -345,6 +357,19 @@ class Executor:
                     at=self.clock(),
                     detail={"ticket_id": b_id, "idempotency_key": receipt.idempotency_key},
                 )
+            if isinstance(op, CreateTicket) and b_id:
+                self._remember_created(link.id, target, b_id)
+
+    def _remember_created(self, link_id: int, target: TargetConnector, b_id: str) -> None:
+        """Count every entry of a ticket we just created as ours, for the other direction.
+
+        The new ticket's description and entries all came from the source; read back,
+        they are recorded as copied so they never travel back as new entries.
+        """
+        created = target.fetch(b_id)
+        with self.store.transaction() as tx:
+            for comment in created.comments:
+                tx.record_copied(link_id, "ba", "comment", comment.key)
 
     def _audit(
         self,
@@ -380,13 +405,3 @@ def _describe(op: CreateTicket | UpdateTicket | Any) -> str:
             f"{len(op.comments)} comment(s)"
         )
     return f"{type(op).__name__} on {op.helpdesk}"
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from ticketbridge.errors import RemoteError, TicketbridgeError
 from ticketbridge.exchange.retry import Bury, RetryPolicy
-from ticketbridge.runtime.executor import Clock, Executor, Outcome, utcnow
+from ticketbridge.runtime.executor import Executor
+from ticketbridge.runtime.outcome import Clock, Outcome, utcnow
 from ticketbridge.store import Job, Store
 
 log = logging.getLogger(__name__)

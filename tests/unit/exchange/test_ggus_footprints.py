@@ -132,3 +132,24 @@ def test_diaries_become_entries_with_header_author_and_time_internal_kept_intern
 def test_origin_id(fields, title, expected):
     t = Ticket(ref=TicketRef("ggus", "1"), title=title, fields=fields)
     assert GgusToFootprints().origin_id(t) == expected
+
+
+@pytest.mark.parametrize(
+    ("new", "current", "expected"),
+    [
+        ("Closed", "Resolved", None),  # already done at home: keep Resolved
+        ("Closed", "Closed", None),
+        ("Closed", "Engineering", "Closed"),
+        ("Engineering", "Customer", None),  # a finer open state at home is kept
+        ("Engineering", "Vendor", None),
+        ("Engineering", "Closed", "Engineering"),  # GGUS reopened: reopen at home
+        ("Engineering", "Resolved", "Engineering"),
+        ("Closed", None, "Closed"),  # nothing known: send
+    ],
+)
+def test_status_guard_keeps_finer_footprints_states(new, current, expected):
+    assert GgusToFootprints().guard("status", new, current) == expected
+
+
+def test_guard_leaves_other_fields_alone():
+    assert GgusToFootprints().guard("priority", "2", "4") == "2"

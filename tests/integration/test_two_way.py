@@ -1,0 +1,181 @@
+"""Home -> GGUS and back, with both emulators over their real protocols, on both databases.
+
+The seed's second flow and GOC-TX's two-way exchange: an operator pushes a Footprints
+ticket to GGUS (TPM), TPM routes it to a support unit, a GGUS supporter replies, the
+reply reaches the Footprints ticket, and the Footprints resolution reaches GGUS as
+``solved`` with its solution. Both emulators mail their notifications through a real SMTP
+relay into the Maildirs the exchange reads; every user change must cause exactly one
+write on the other side, and our own writes coming back must cause none.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.support.mailservers import free_port
+from ticketbridge.config import parse_config
+from ticketbridge.errors import NotFound
+from ticketbridge.model import TicketRef
+from ticketbridge.runtime.app import App
+from ticketbridge.sandbox.footprints import FootprintsSandbox
+from ticketbridge.sandbox.ggus import GgusSandbox
+from ticketbridge.service import send
+
+GGUS_HELPDESK = {
+    "ggus-soap": """
+  ggus:
+    kind: ggus-soap
+    url: "{ggus_url}"
+    ars_server: train-ars
+    user: osg_tx
+    password: demo""",
+    "ggus-rest": """
+  ggus:
+    kind: ggus-rest
+    url: "{ggus_url}"
+    token: demo-token""",
+}
+
+CONFIG = """\
+database: "{database}"
+helpdesks:{ggus}
+  goc:
+    kind: footprints-mail
+    incoming_address: fp-incoming@goc.example.org
+    sender: osg-tx@goc.example.org
+    smtp_port: {fp_smtp}
+    soap_url: "{fp_soap}"
+    user: goctx
+    password: demo
+receivers:
+  ggus-notifications:
+    helpdesk: ggus
+    mailbox: {{kind: maildir, path: "{root}/ggus"}}
+  goc-notifications:
+    helpdesk: goc
+    mailbox: {{kind: maildir, path: "{root}/goc"}}
+exchanges:
+  ggus-goc: {{source: ggus, target: goc}}
+worker: {{threads: 1}}
+"""
+
+
+class Relay:
+    """A real SMTP server that files each mail into the Maildir of its recipient's side."""
+
+    def __init__(self, root: Path) -> None:
+        self.boxes = {
+            "ggus": mailbox.Maildir(root / "ggus", create=True),
+            "goc": mailbox.Maildir(root / "goc", create=True),
+        }
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            side = "goc" if rcpt.startswith("tx+") else "ggus"
+            self.boxes[side].add(envelope.content)
+        return "250 OK"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.controller.port)
+
+
+@pytest.fixture
+def world(tmp_path, store_url, request):
+    kind = request.param
+    relay = Relay(tmp_path)
+    relay.controller.start()
+    ggus = GgusSandbox(smarthost=relay.address).start()
+    fp = FootprintsSandbox(smarthost=relay.address).start()
+    ggus_url = ggus.base_url
+    settings = parse_config(CONFIG.format(
+        database=store_url, root=tmp_path, fp_smtp=fp.smtp_port, fp_soap=fp.soap_url,
+        ggus=GGUS_HELPDESK[kind].format(ggus_url=ggus_url)))
+    app = App(settings)
+    try:
+        yield app, ggus, fp, settings
+    finally:
+        app.close()
+        fp.stop()
+        ggus.stop()
+        relay.controller.stop()
+
+
+def fp_mail(fp, subject: str, body: str) -> None:
+    """An agent working in Footprints (its email interface)."""
+    msg = EmailMessage()
+    msg["From"] = "agent@goc.example.org"
+    msg["To"] = fp.incoming_address
+    msg["Subject"] = subject
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", fp.smtp_port) as smtp:
+        smtp.send_message(msg)
+
+
+def counts(ggus, fp, ggus_id, mrid):
+    return len(ggus.history(ggus_id)), len(fp.ticket(mrid).descriptions)
+
+
+@pytest.mark.parametrize("world", ["ggus-soap", "ggus-rest"], indirect=True)
+def test_push_route_reply_resolve(world):
+    app, ggus, fp, settings = world
+    fp_mail(fp, "CE down at MWT2", "The gatekeeper does not answer.\npriority=2\n")
+    (home,) = fp.tickets()
+    ref = TicketRef("goc", str(home.mrid))
+    app.run_once()  # Footprints' own notification: not linked, so nothing is sent
+    assert ggus.tickets() == []
+
+    data = send(app.store, settings, ref, to="ggus", new=True, update=None, unit=None,
+                now=_now())
+    app.run_once()
+    entry = app.store.inbox_entry(data["inbox_id"])
+    assert entry.state == "applied", entry.reason
+    (pushed,) = ggus.tickets()
+    assert pushed.responsible_unit == "TPM" and pushed.status == "new"
+    assert pushed.priority == "very urgent"
+    assert pushed.origin_id == str(home.mrid)
+    link = app.store.find_link_by_b("goc", str(home.mrid))
+    assert link.a_id == str(pushed.request_id)
+
+    with pytest.raises(NotFound, match="already linked"):
+        send(app.store, settings, ref, to="ggus", new=True, update=None, unit=None, now=_now())
+
+    app.run_once()  # GGUS' notification of our own create: an echo, no write back
+    before = counts(ggus, fp, pushed.request_id, home.mrid)
+
+    ggus.route(pushed.request_id, "OSG")  # TPM routes it
+    app.run_once()
+    assert counts(ggus, fp, pushed.request_id, home.mrid)[1] == before[1]  # nothing for home
+
+    ggus.add_diary(pushed.request_id, "Please restart the gatekeeper.", author="G. Supporter")
+    app.run_once()
+    app.run_once()  # and Footprints' notification of that write: must not echo
+    after_reply = counts(ggus, fp, pushed.request_id, home.mrid)
+    texts = [d.data for d in fp.ticket(home.mrid).descriptions]
+    assert sum("Please restart the gatekeeper." in t for t in texts) == 1
+    assert after_reply[1] == before[1] + 1  # exactly one write at home
+    assert after_reply[0] == before[0] + 2  # the route and the reply; nothing echoed
+
+    fp_mail(fp, f"Re: CE down at MWT2 ISSUE={home.mrid} PROJ=71",
+            "Restarted the gatekeeper; pilots run again.\nstatus=Resolved\n")
+    app.run_once()
+    app.run_once()  # GGUS' notification of the solution: no write back home
+    solved = ggus.ticket(pushed.request_id)
+    assert solved.status == "solved"
+    assert "Restarted the gatekeeper" in solved.detailed_solution
+    final = counts(ggus, fp, pushed.request_id, home.mrid)
+    assert final[1] == after_reply[1] + 1  # only the agent's own entry at home
+    assert fp.ticket(home.mrid).status == "Resolved"  # not overwritten by "Closed"
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
