@@ -270,14 +270,14 @@ def test_connections_are_kept_between_operations(
     fp_connector.apply(_create_op())
     ticket_id = fp_connector.find_by_correlation("40637") or ""
     kept = fp_connector._connections()
-    smtp, http = kept.smtp, kept.http
+    smtp, http = kept.smtp.smtp, kept.http
     assert smtp is not None and http is not None
     fp_connector.apply(UpdateTicket("goc", ticket_id, fields={"status": "Closed"}))
     fp_connector.fetch(ticket_id)
-    assert (kept.smtp, kept.http) == (smtp, http)
+    assert (kept.smtp.smtp, kept.http) == (smtp, http)
     assert http.sock is not None  # still open: the emulator speaks HTTP/1.1 keep-alive
     fp_connector.close()
-    assert (kept.smtp, kept.http) == (None, None)
+    assert (kept.smtp.smtp, kept.http) == (None, None)
     assert fp_connector.fetch(ticket_id).status == "Closed"  # reopens after close()
 
 

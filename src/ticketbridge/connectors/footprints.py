@@ -48,10 +48,10 @@ import ssl
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -63,6 +63,7 @@ from ticketbridge.codecs.footprints_mail import (
     encode_field_name,
     encode_update,
 )
+from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession
 from ticketbridge.errors import (
     BadInput,
     RemoteAuthFailed,
@@ -128,8 +129,14 @@ def message_id_for(op: CreateTicket | UpdateTicket, *, project: int, domain: str
         "target": target,
         "fields": sorted(op.fields.items()),
         "comments": [
-            [c.key, c.body, c.author, c.created.isoformat() if c.created else "",
-             str(c.visibility), c.kind]
+            [
+                c.key,
+                c.body,
+                c.author,
+                c.created.isoformat() if c.created else "",
+                str(c.visibility),
+                c.kind,
+            ]
             for c in op.comments
         ],
     }
@@ -160,7 +167,8 @@ class FootprintsConnector:
         """
         if isinstance(op, AddAttachment):
             raise RemoteRejected(
-                self.name, "attachments are not supported by the footprints-mail connector")
+                self.name, "attachments are not supported by the footprints-mail connector"
+            )
         msg, key = self._mail(op)
         recipients = [self.settings.incoming_address]
         with _translate(self.name, "SMTP"):
@@ -168,15 +176,22 @@ class FootprintsConnector:
         if refused:  # pragma: no cover - one recipient: refusal raises instead
             raise RemoteRejected(self.name, f"recipients refused: {refused}")
         if isinstance(op, CreateTicket):
-            return Receipt(ticket_id=None, idempotency_key=key,
-                           detail=f"create mailed to {self.settings.incoming_address}")
-        return Receipt(ticket_id=op.ticket_id, idempotency_key=key,
-                       detail=f"update mailed to {self.settings.incoming_address}")
+            return Receipt(
+                ticket_id=None,
+                idempotency_key=key,
+                detail=f"create mailed to {self.settings.incoming_address}",
+            )
+        return Receipt(
+            ticket_id=op.ticket_id,
+            idempotency_key=key,
+            detail=f"update mailed to {self.settings.incoming_address}",
+        )
 
     def find_by_correlation(self, key: str) -> str | None:
         """The oldest issue whose Originating Ticket Number is ``key`` (MRWebServices search)."""
         query = mrws.build_search_query(
-            self.settings.project, {encode_field_name(_ORIGINATING): key})
+            self.settings.project, {encode_field_name(_ORIGINATING): key}
+        )
         rows = self._call(*mrws.search(self.settings.user, self._password, query))
         if not isinstance(rows, list):
             raise RemoteUnavailable(self.name, "search answered something other than a list")
@@ -206,32 +221,22 @@ class FootprintsConnector:
     def _connections(self) -> _Connections:
         mine: _Connections | None = getattr(self._local, "connections", None)
         if mine is None:
-            mine = _Connections()
+            mine = _Connections(self._open_smtp)
             self._local.connections = mine
             with self._lock:
                 self._all.append(mine)
         return mine
 
+    def _open_smtp(self) -> KeptSmtp:
+        return KeptSmtp(
+            self.settings.smtp_host, self.settings.smtp_port, timeout=self.settings.timeout
+        )
+
     def _send(self, msg: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
-        """Send over this thread's SMTP session (see the module docstring on retries)."""
-        mine = self._connections()
-        smtp = mine.smtp
-        reused = smtp is not None
-        for _attempt in range(2):
-            if smtp is None:
-                smtp = _Smtp(self.settings.smtp_host, self.settings.smtp_port,
-                             timeout=self.settings.timeout)
-                mine.smtp = smtp
-            smtp.data_sent = False
-            try:
-                return smtp.send_message(msg, from_addr=self.settings.sender,
-                                         to_addrs=recipients)
-            except (smtplib.SMTPException, OSError) as exc:
-                mine.drop_smtp()
-                if not (reused and not smtp.data_sent and _stale(exc)):
-                    raise
-                smtp, reused = None, False  # the kept session had gone: once more, fresh
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Send over this thread's SMTP session (see connectors/smtp.py on retries)."""
+        return self._connections().smtp.send(
+            msg, sender=self.settings.sender, recipients=recipients
+        )
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
         """POST to the SOAP endpoint over this thread's kept connection: status, reason,
@@ -254,8 +259,11 @@ class FootprintsConnector:
                     raise
                 conn, reused = None, False  # the kept connection had gone: once more, fresh
                 continue
-            if response.will_close or len(payload) > mrws.MAX_DOCUMENT_BYTES \
-                    or not response.isclosed():
+            if (
+                response.will_close
+                or len(payload) > mrws.MAX_DOCUMENT_BYTES
+                or not response.isclosed()
+            ):
                 mine.drop_http()  # not reusable: closing, or a body left unread
             return response.status, response.reason, payload
         raise AssertionError("unreachable")  # pragma: no cover
@@ -271,8 +279,13 @@ class FootprintsConnector:
         key = message_id_for(op, project=self.settings.project, domain=domain)
         now = datetime.now(UTC)
         if isinstance(op, CreateTicket):
-            msg = encode_create(op, to=self.settings.incoming_address,
-                                sender=self.settings.sender, message_id=key, date=now)
+            msg = encode_create(
+                op,
+                to=self.settings.incoming_address,
+                sender=self.settings.sender,
+                message_id=key,
+                date=now,
+            )
             return msg, key
         fields = dict(op.fields)
         new_title = fields.pop("title", None)
@@ -281,11 +294,18 @@ class FootprintsConnector:
         if new_title is not None and " ".join(new_title.split()) not in ("", details.title):
             self._rename(details, new_title)
             title = new_title
-        mail_op = UpdateTicket(helpdesk=op.helpdesk, ticket_id=op.ticket_id, fields=fields,
-                               comments=op.comments)
-        msg = encode_update(mail_op, project=self.settings.project, title=title,
-                            to=self.settings.incoming_address, sender=self.settings.sender,
-                            message_id=key, date=now)
+        mail_op = UpdateTicket(
+            helpdesk=op.helpdesk, ticket_id=op.ticket_id, fields=fields, comments=op.comments
+        )
+        msg = encode_update(
+            mail_op,
+            project=self.settings.project,
+            title=title,
+            to=self.settings.incoming_address,
+            sender=self.settings.sender,
+            message_id=key,
+            date=now,
+        )
         return msg, key
 
     def _rename(self, details: mrws.IssueDetails, title: str) -> None:
@@ -304,8 +324,11 @@ class FootprintsConnector:
     def _details(self, ticket_id: str) -> mrws.IssueDetails:
         if not ticket_id.strip().isdigit():
             raise RemoteRejected(self.name, f"{ticket_id!r} is not a Footprints issue number")
-        result = self._call(*mrws.get_issue_details(
-            self.settings.user, self._password, self.settings.project, int(ticket_id)))
+        result = self._call(
+            *mrws.get_issue_details(
+                self.settings.user, self._password, self.settings.project, int(ticket_id)
+            )
+        )
         with _translate(self.name, "getIssueDetails answer"):
             return mrws.IssueDetails.from_soap(result)
 
@@ -333,8 +356,9 @@ class FootprintsConnector:
         comments = tuple(self._comment(e) for e in entries)
         first_public = next((e.data for e in entries if not e.internal), "")
         contact = Contact(
-            name=" ".join(p for p in (fields.get("First Name", ""),
-                                      fields.get("Last Name", "")) if p),
+            name=" ".join(
+                p for p in (fields.get("First Name", ""), fields.get("Last Name", "")) if p
+            ),
             email=fields.get("Email address", ""),
             phone=fields.get("Office Phone", ""),
             login=details.submitter,
@@ -369,27 +393,12 @@ class FootprintsConnector:
 # --- kept connections ------------------------------------------------------------------
 
 
-class _Smtp(smtplib.SMTP):
-    """An SMTP session that records whether the current send got as far as ``DATA``."""
-
-    data_sent = False
-
-    def data(self, msg: Any) -> tuple[int, bytes]:
-        self.data_sent = True
-        return super().data(msg)
-
-
 class _Connections:
     """One thread's kept SMTP session and HTTP connection."""
 
-    def __init__(self) -> None:
-        self.smtp: _Smtp | None = None
+    def __init__(self, open_smtp: Callable[[], KeptSmtp]) -> None:
+        self.smtp = SmtpSession(open_smtp)
         self.http: http.client.HTTPConnection | None = None
-
-    def drop_smtp(self) -> None:
-        smtp, self.smtp = self.smtp, None
-        if smtp is not None:
-            smtp.close()  # no QUIT: the session is broken or in an unknown state
 
     def drop_http(self) -> None:
         conn, self.http = self.http, None
@@ -397,28 +406,16 @@ class _Connections:
             conn.close()
 
     def close(self) -> None:
-        smtp, self.smtp = self.smtp, None
-        if smtp is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                smtp.quit()
-            smtp.close()
+        self.smtp.close()
         self.drop_http()
 
 
 def _stale(exc: BaseException) -> bool:
-    """Whether ``exc`` says a kept connection had been closed by the other end.
-
-    Timeouts are not: the server is there but slow, and waiting twice helps nobody. A
-    421 reply is: the server says it is closing the session (e.g. an idle timeout).
-    """
+    """Whether ``exc`` says a kept HTTP connection had been closed by the other end."""
     if isinstance(exc, TimeoutError):
         return False
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code == 421
     return isinstance(
-        exc,
-        smtplib.SMTPServerDisconnected | http.client.RemoteDisconnected
-        | http.client.BadStatusLine | ConnectionError,
+        exc, http.client.RemoteDisconnected | http.client.BadStatusLine | ConnectionError
     )
 
 
@@ -455,9 +452,11 @@ class _Target:
             context = ssl.create_default_context()
             if self.proxy is None:
                 return http.client.HTTPSConnection(
-                    self.host, self.port, timeout=timeout, context=context)
+                    self.host, self.port, timeout=timeout, context=context
+                )
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                *self.proxy, timeout=timeout, context=context)
+                *self.proxy, timeout=timeout, context=context
+            )
             conn.set_tunnel(self.host, self.port)
             return conn
         host, port = self.proxy or (self.host, self.port)
@@ -485,8 +484,9 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
         raise RemoteAuthFailed(helpdesk, f"{what}: {_smtp_text(exc)}") from exc
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
-        text = "; ".join(f"{rcpt}: {code} {_decode(msg)}"
-                         for rcpt, (code, msg) in exc.recipients.items())
+        text = "; ".join(
+            f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items()
+        )
         raise _by_smtp_code(helpdesk, min(codes, default=550), f"{what}: {text}") from exc
     except smtplib.SMTPResponseException as exc:
         raise _by_smtp_code(helpdesk, exc.smtp_code, f"{what}: {_smtp_text(exc)}") from exc
@@ -526,4 +526,3 @@ def _smtp_text(exc: smtplib.SMTPResponseException) -> str:
 
 def _decode(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-

@@ -49,10 +49,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
-from typing import Any
 
 from ticketbridge.connectors.ggus._common import diaries, is_internal, native_fields
 from ticketbridge.connectors.ggus.settings import GgusMailSettings
+from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession
 from ticketbridge.errors import (
     ConfigError,
     Problem,
@@ -101,17 +101,23 @@ class GgusMailConnector:
     def __init__(self, name: str, settings: GgusMailSettings) -> None:
         missing = [k for k in ("helpdesk_address", "sender") if getattr(settings, k) is None]
         if missing:
-            raise ConfigError([Problem(
-                f"a ggus-mail helpdesk used as a target needs {' and '.join(missing)}",
-                path=f"helpdesks.{name}")])
+            raise ConfigError(
+                [
+                    Problem(
+                        f"a ggus-mail helpdesk used as a target needs {' and '.join(missing)}",
+                        path=f"helpdesks.{name}",
+                    )
+                ]
+            )
         if (settings.smtp_user is None) != (settings.smtp_password is None):
-            raise ConfigError([Problem("smtp_user and smtp_password go together",
-                                       path=f"helpdesks.{name}")])
+            raise ConfigError(
+                [Problem("smtp_user and smtp_password go together", path=f"helpdesks.{name}")]
+            )
         self.name = name
         self.settings = settings
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[_Session] = []
+        self._all: list[SmtpSession] = []
 
     @property
     def helpdesk_address(self) -> str:
@@ -129,19 +135,24 @@ class GgusMailConnector:
         """Mail a create or an update; refuse what mail cannot carry (module docstring)."""
         if isinstance(op, AddAttachment):
             raise RemoteRejected(
-                self.name, "attachments are not supported by the ggus-mail connector")
+                self.name, "attachments are not supported by the ggus-mail connector"
+            )
         internal = [c for c in op.comments if is_internal(c)]
         if internal:
             raise RemoteRejected(
-                self.name, f"{len(internal)} internal comment(s) cannot go by mail: GGUS "
-                           "appends a mail's body as public diary text, so it would be "
-                           "published; use ggus-soap or ggus-rest for internal entries")
+                self.name,
+                f"{len(internal)} internal comment(s) cannot go by mail: GGUS "
+                "appends a mail's body as public diary text, so it would be "
+                "published; use ggus-soap or ggus-rest for internal entries",
+            )
         if isinstance(op, UpdateTicket):
             fields = sorted(n for n in native_fields(op.fields) if n not in _WHO)
             if fields:
                 raise RemoteRejected(
-                    self.name, f"GGUS changes no field by mail (only the body is appended "
-                               f"as a public diary entry): cannot set {', '.join(fields)}")
+                    self.name,
+                    f"GGUS changes no field by mail (only the body is appended "
+                    f"as a public diary entry): cannot set {', '.join(fields)}",
+                )
             if not op.ticket_id.strip().isdigit():
                 raise RemoteRejected(self.name, f"{op.ticket_id!r} is not a GGUS ticket id")
         msg, key = self._mail(op)
@@ -153,10 +164,16 @@ class GgusMailConnector:
         if isinstance(op, CreateTicket):
             ignored = sorted(n for n in native_fields(op.fields) if n not in _WHO)
             note = f"; not carried by mail: {', '.join(ignored)}" if ignored else ""
-            return Receipt(ticket_id=None, idempotency_key=key,
-                           detail=f"create mailed to {self.helpdesk_address}{note}")
-        return Receipt(ticket_id=op.ticket_id.strip(), idempotency_key=key,
-                       detail=f"update mailed to {self.helpdesk_address}")
+            return Receipt(
+                ticket_id=None,
+                idempotency_key=key,
+                detail=f"create mailed to {self.helpdesk_address}{note}",
+            )
+        return Receipt(
+            ticket_id=op.ticket_id.strip(),
+            idempotency_key=key,
+            detail=f"update mailed to {self.helpdesk_address}",
+        )
 
     def find_by_correlation(self, key: str) -> str | None:
         """Always None: GGUS has no search by mail, and a mailed create carries no
@@ -167,8 +184,10 @@ class GgusMailConnector:
         """Always RemoteRejected: a GGUS ticket reached by mail is read from its XML
         notification mails (codecs/ggus_mail.py), not fetched."""
         raise RemoteRejected(
-            self.name, "ggus-mail cannot fetch a ticket: its snapshots come from GGUS' XML "
-                       "notification mails; use ggus-soap or ggus-rest to read tickets")
+            self.name,
+            "ggus-mail cannot fetch a ticket: its snapshots come from GGUS' XML "
+            "notification mails; use ggus-soap or ggus-rest to read tickets",
+        )
 
     def close(self) -> None:
         """QUIT and close every thread's kept SMTP session."""
@@ -203,86 +222,34 @@ class GgusMailConnector:
 
     # -- the kept session ----------------------------------------------------------------
 
-    def _session(self) -> _Session:
-        mine: _Session | None = getattr(self._local, "session", None)
+    def _session(self) -> SmtpSession:
+        mine: SmtpSession | None = getattr(self._local, "session", None)
         if mine is None:
-            mine = _Session()
+            mine = SmtpSession(self._open)
             self._local.session = mine
             with self._lock:
                 self._all.append(mine)
         return mine
 
-    def _open(self) -> _Smtp:
-        smtp = _Smtp(self.settings.smtp_host, self.settings.smtp_port,
-                     timeout=self.settings.timeout)
+    def _open(self) -> KeptSmtp:
+        smtp = KeptSmtp(
+            self.settings.smtp_host, self.settings.smtp_port, timeout=self.settings.timeout
+        )
         try:
             if self.settings.smtp_user is not None and self.settings.smtp_password is not None:
-                smtp.login(self.settings.smtp_user,
-                           self.settings.smtp_password.get_secret_value())
+                smtp.login(self.settings.smtp_user, self.settings.smtp_password.get_secret_value())
         except BaseException:
             smtp.close()
             raise
         return smtp
 
     def _send(self, msg: EmailMessage) -> None:
-        session = self._session()
-        smtp = session.smtp
-        reused = smtp is not None
-        for _attempt in range(2):
-            if smtp is None:
-                smtp = self._open()
-                session.smtp = smtp
-            smtp.data_sent = False
-            try:
-                smtp.send_message(msg, from_addr=self.sender, to_addrs=[self.helpdesk_address])
-                return
-            except (smtplib.SMTPException, OSError) as exc:
-                session.drop()
-                if not (reused and not smtp.data_sent and _stale(exc)):
-                    raise
-                smtp, reused = None, False  # the kept session had gone: once more, fresh
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._session().send(msg, sender=self.sender, recipients=[self.helpdesk_address])
 
     @property
     def kept(self) -> smtplib.SMTP | None:
         """This thread's kept SMTP session, if one is open (tests, diagnostics)."""
         return self._session().smtp
-
-
-class _Smtp(smtplib.SMTP):
-    """An SMTP session that records whether the current send got as far as ``DATA``."""
-
-    data_sent = False
-
-    def data(self, msg: Any) -> tuple[int, bytes]:
-        self.data_sent = True
-        return super().data(msg)
-
-
-class _Session:
-    def __init__(self) -> None:
-        self.smtp: _Smtp | None = None
-
-    def drop(self) -> None:
-        smtp, self.smtp = self.smtp, None
-        if smtp is not None:
-            smtp.close()  # no QUIT: the session is broken or in an unknown state
-
-    def close(self) -> None:
-        smtp, self.smtp = self.smtp, None
-        if smtp is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                smtp.quit()
-            smtp.close()
-
-
-def _stale(exc: BaseException) -> bool:
-    """A kept session closed by the server: a disconnect, a reset, or a 421 reply."""
-    if isinstance(exc, TimeoutError):
-        return False
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code == 421
-    return isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError)
 
 
 @contextlib.contextmanager
@@ -294,13 +261,15 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
         raise RemoteAuthFailed(helpdesk, f"{what}: {_text(exc)}") from exc
     except smtplib.SMTPNotSupportedError as exc:
         raise RemoteAuthFailed(
-            helpdesk, f"{what}: the server offers no SMTP AUTH; remove smtp_user and "
-                      f"smtp_password or use a submission server that has it ({exc})"
+            helpdesk,
+            f"{what}: the server offers no SMTP AUTH; remove smtp_user and "
+            f"smtp_password or use a submission server that has it ({exc})",
         ) from exc
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
-        text = "; ".join(f"{rcpt}: {code} {_decode(msg)}"
-                         for rcpt, (code, msg) in exc.recipients.items())
+        text = "; ".join(
+            f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items()
+        )
         raise _by_code(helpdesk, min(codes, default=550), f"{what}: {text}") from exc
     except smtplib.SMTPResponseException as exc:
         raise _by_code(helpdesk, exc.smtp_code, f"{what}: {_text(exc)}") from exc
@@ -310,8 +279,9 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
         raise RemoteUnavailable(helpdesk, f"{what}: {exc or type(exc).__name__}") from exc
 
 
-def _by_code(helpdesk: str, code: int, message: str
-             ) -> RemoteAuthFailed | RemoteUnavailable | RemoteRejected:
+def _by_code(
+    helpdesk: str, code: int, message: str
+) -> RemoteAuthFailed | RemoteUnavailable | RemoteRejected:
     if code in (530, 535):
         return RemoteAuthFailed(helpdesk, message)
     if 400 <= code < 500:
