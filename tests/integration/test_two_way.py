@@ -179,3 +179,28 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+@pytest.mark.parametrize("world", ["ggus-rest"], indirect=True)
+def test_rest_polling_finds_a_change_whose_mail_was_lost(world, tmp_path):
+    app, ggus, fp, settings = world
+    fp_mail(fp, "SE full at UCSD", "No space left on device.\n")
+    (home,) = fp.tickets()
+    send(app.store, settings, TicketRef("goc", str(home.mrid)), to="ggus", new=True,
+         update=None, unit=None, now=_now())
+    app.run_once()
+    (pushed,) = ggus.tickets()
+    app.run_once()
+    ggus.add_diary(pushed.request_id, "Cleaned up the scratch area.", author="G. Supporter")
+    lost = mailbox.Maildir(tmp_path / "ggus")
+    lost.clear()  # GGUS' notification mail never arrives
+    app.run_once()  # the poll finds the change by its updated_at
+    texts = [d.data for d in fp.ticket(home.mrid).descriptions]
+    assert sum("Cleaned up the scratch area." in t for t in texts) == 1
+    polled = [e for e in app.store.list_inbox(limit=100) if e.source == "poll:ggus"]
+    assert polled and all(e.state in ("applied", "skipped") for e in polled)
+    before = len(polled)
+    app.run_once()  # the overlap window sees the same changes: stored once, nothing new
+    again = [e for e in app.store.list_inbox(limit=100) if e.source == "poll:ggus"]
+    assert len(again) == before
+    assert sum("Cleaned up" in d.data for d in fp.ticket(home.mrid).descriptions) == 1

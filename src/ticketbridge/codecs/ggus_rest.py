@@ -103,11 +103,11 @@ def priority_id(name: str) -> int:
 
 
 def format_time(moment: datetime) -> str:
-    """ISO-8601 UTC with a ``Z``: ``2025-01-01T10:11:12Z`` (Zammad adds milliseconds;
-    the emulator's clock has one-second resolution, so it sends none)."""
+    """ISO-8601 UTC with a ``Z``, with milliseconds when the time has them, as Zammad
+    writes it: ``2025-01-01T10:11:12.345Z`` (or ``2025-01-01T10:11:12Z``)."""
     utc = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    text = utc.isoformat().replace("+00:00", "Z")
-    return text
+    spec = "milliseconds" if utc.microsecond else "seconds"
+    return utc.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:

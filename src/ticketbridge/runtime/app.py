@@ -23,6 +23,7 @@ from ticketbridge.errors import BadInput, TicketbridgeError
 from ticketbridge.exchange.retry import RetryPolicy
 from ticketbridge.runtime.executor import Executor
 from ticketbridge.runtime.outcome import Clock, utcnow
+from ticketbridge.runtime.pollers import RestPoller
 from ticketbridge.runtime.receivers.base import Receiver, Sink, run_until_stopped
 from ticketbridge.runtime.receivers.settings import build_receiver
 from ticketbridge.runtime.triggers import trigger_key
@@ -141,6 +142,7 @@ class App:
             for n in range(w.threads)
         ]
         self.worker = self.workers[0]
+        self.pollers = self._pollers()
         self.receivers: dict[str, Receiver] = {
             name: build_receiver(
                 name, settings.resolve_paths(binding.mailbox), self.store, self.stop_event
@@ -148,9 +150,37 @@ class App:
             for name, binding in settings.receivers.items()
         }
 
+    def _pollers(self) -> list[RestPoller]:
+        """A poller for each ``ggus-rest`` helpdesk with polling switched on."""
+        pollers = []
+        for name, helpdesk in self.settings.helpdesks.items():
+            connector = self.connectors.get(name)
+            if (
+                isinstance(helpdesk, GgusRestSettings)
+                and helpdesk.poll_interval
+                and isinstance(connector, GgusRestConnector)
+            ):
+                pollers.append(
+                    RestPoller(
+                        name,
+                        connector,
+                        self.store,
+                        overlap=helpdesk.poll_overlap,
+                        interval=helpdesk.poll_interval,
+                        clock=self.clock,
+                        wake=self.intake.wake,
+                    )
+                )
+        return pollers
+
     def poll_receivers(self) -> int:
         """Read every mailbox once; a mailbox that fails is logged and the others go on."""
         total = 0
+        for poller in self.pollers:
+            try:
+                total += poller.poll()
+            except TicketbridgeError as exc:
+                log.error("%s: %s", poller.name, exc)
         for name, receiver in self.receivers.items():
             try:
                 total += receiver.poll(self.intake.sink_for(name))
@@ -169,6 +199,10 @@ class App:
             counts[n] = self.workers[n].run_once()
 
         threads = [threading.Thread(target=drain, args=(n,)) for n in range(1, len(self.workers))]
+        threads += [
+            threading.Thread(target=p.run, args=(self.stop_event,), name=p.name, daemon=True)
+            for p in self.pollers
+        ]
         for thread in threads:
             thread.start()
         drain(0)

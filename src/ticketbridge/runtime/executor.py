@@ -35,6 +35,7 @@ from ticketbridge.exchange.ggus_footprints import GgusToFootprints
 from ticketbridge.exchange.plan import LinkView, Plan, plan
 from ticketbridge.model import CreateTicket, Ticket, UpdateTicket
 from ticketbridge.runtime import triggers
+from ticketbridge.runtime.attachments import copy_attachments
 from ticketbridge.runtime.echo import echo_digest, echo_keys
 from ticketbridge.runtime.outcome import Clock, Outcome, parse_time, utcnow
 from ticketbridge.runtime.reverse import Reverse
@@ -123,10 +124,12 @@ class Executor:
             self._audit(tx, snapshot, "decision", decision, None, entry.id, job.id, link)
             if result.is_skip and view is not None and (link is None or link.b_id is None):
                 self._remember_adopted(tx, name, exchange, snapshot, view, result)
-        if result.is_skip:
-            return Outcome("skipped", decision, str(ref))
-        self._apply(name, exchange, snapshot, link, view, result, target, entry.id, job, decision)
-        return Outcome("applied", decision, str(ref))
+        if not result.is_skip:
+            self._apply(
+                name, exchange, snapshot, link, view, result, target, entry.id, job, decision
+            )
+        self._attachments(name, snapshot, target, exchange.target, entry.id, job)
+        return Outcome("skipped" if result.is_skip else "applied", decision, str(ref))
 
     # -- look-ups ------------------------------------------------------------------------
 
@@ -359,6 +362,35 @@ class Executor:
                 )
             if isinstance(op, CreateTicket) and b_id:
                 self._remember_created(link.id, target, b_id)
+
+    def _attachments(
+        self,
+        name: str,
+        snapshot: Ticket,
+        target: TargetConnector,
+        target_helpdesk: str,
+        inbox_id: int,
+        job: Job,
+    ) -> None:
+        """Copy the source ticket's new attachments once the link knows the target id."""
+        if not snapshot.attachments:
+            return
+        link = self.store.find_link(name, snapshot.ref.helpdesk, snapshot.ref.id)
+        if link is None or link.b_id is None:
+            return
+        copy_attachments(
+            self.store,
+            link.id,
+            "ab",
+            snapshot,
+            target,
+            target_helpdesk,
+            link.b_id,
+            limit=None,
+            audit=lambda summary: self._audit(
+                self.store, snapshot, "operation", summary, None, inbox_id, job.id, link
+            ),
+        )
 
     def _remember_created(self, link_id: int, target: TargetConnector, b_id: str) -> None:
         """Count every entry of a ticket we just created as ours, for the other direction.

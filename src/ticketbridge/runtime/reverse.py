@@ -26,6 +26,7 @@ from ticketbridge.connectors.ggus.settings import GgusMailSettings
 from ticketbridge.exchange.footprints_ggus import SOLUTION, FootprintsToGgus
 from ticketbridge.exchange.plan import LinkView, Plan, plan
 from ticketbridge.model import Comment, CreateTicket, Ticket, UpdateTicket
+from ticketbridge.runtime.attachments import GGUS_LIMIT, copy_attachments
 from ticketbridge.runtime.echo import record_written
 from ticketbridge.runtime.outcome import Outcome, parse_time
 from ticketbridge.runtime.triggers import Trigger
@@ -100,7 +101,23 @@ class Reverse:
                 f"{self.home} is not linked to {self.ggus}; push it with "
                 f"`ticketbridge send {self.home} --to {self.ggus} --new`"
             )
-        return self._update(snapshot, link)
+        outcome = self._update(snapshot, link)
+        self._attachments(snapshot, link)
+        return outcome
+
+    def _attachments(self, snapshot: Ticket, link: LinkRecord) -> None:
+        if snapshot.attachments:
+            copy_attachments(
+                self.store,
+                link.id,
+                "ba",
+                snapshot,
+                self.target,
+                self.ggus,
+                link.a_id,
+                limit=GGUS_LIMIT,
+                audit=lambda summary: self._audit(self.store, "operation", summary, link),
+            )
 
     # -- the three paths -----------------------------------------------------------------
 
@@ -140,6 +157,9 @@ class Reverse:
             self._audit(tx, "operation", f"create on {self.ggus}: {op.title!r}")
             self._audit(tx, "receipt", f"{got}; {receipt.detail}".rstrip("; "))
             tx.set_inbox_state(self.inbox_id, "applied", decision, self.home.helpdesk, self.home.id)
+        created = self.store.find_link_by_b(self.home.helpdesk, self.home.id)
+        if ggus_id and created is not None:
+            self._attachments(snapshot, created)
         return Outcome("applied", decision, str(self.home))
 
     def _update(self, snapshot: Ticket, link: LinkRecord) -> Outcome:

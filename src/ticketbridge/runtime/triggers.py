@@ -28,6 +28,8 @@ from ticketbridge.model import Ticket, TicketRef
 
 #: The inbox source of operator commands.
 OPERATOR = "operator"
+#: Inbox sources of poll hits start with this (``poll:HELPDESK``).
+POLL = "poll:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,13 @@ def decode(source: str, raw: bytes, settings: Settings) -> Trigger:
     """Decode the trigger stored from inbox ``source``; raises BadInput for bad input."""
     if source == OPERATOR:
         return _command(raw)
+    if source.startswith(POLL):
+        try:
+            hit = json.loads(raw)
+            ref = TicketRef(str(hit["poll"]), str(hit["id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedMessage(f"poll hit is not valid: {exc}") from exc
+        return Trigger(ref, None, f"poll: {ref} updated at {hit.get('updated_at')}")
     helpdesk = helpdesk_of(source, settings)
     config = settings.helpdesks.get(helpdesk)
     if isinstance(config, GgusMailSettings):

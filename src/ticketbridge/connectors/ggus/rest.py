@@ -204,6 +204,13 @@ class GgusRestConnector:
 
     def changed_since(self, watermark: datetime, *,
                       overlap: timedelta = timedelta(0)) -> tuple[list[str], datetime]:
+        """Ids of tickets changed since ``watermark``; see :meth:`changes_since`."""
+        changes, newest = self.changes_since(watermark, overlap=overlap)
+        return [ticket_id for ticket_id, _ in changes], newest
+
+    def changes_since(
+        self, watermark: datetime, *, overlap: timedelta = timedelta(0)
+    ) -> tuple[list[tuple[str, datetime | None]], datetime]:
         """Ids of tickets updated after ``watermark - overlap``, oldest change first, and
         the new watermark (the newest ``updated_at`` seen; never earlier than ``watermark``).
 
@@ -219,13 +226,13 @@ class GgusRestConnector:
         """
         start = _utc(watermark) - overlap
         newest = _utc(watermark)
-        seen: dict[int, None] = {}
+        seen: dict[int, datetime | None] = {}
         operator, cursor, page = ">", start, 1
         for _ in range(self.settings.max_pages):
             query = f"updated_at:{operator}{rest.format_time(cursor)}"
             found = self._search_page(query, sort_by="updated_at", page=page)
             for ticket in found:
-                seen.setdefault(ticket.id)
+                seen[ticket.id] = ticket.updated_at
                 if ticket.updated_at is not None and ticket.updated_at > newest:
                     newest = ticket.updated_at
             if len(found) < self.settings.page_size:
@@ -237,7 +244,7 @@ class GgusRestConnector:
                 page += 1  # a full page of ties: the next page of the same query
             else:
                 operator, cursor, page = ">=", last, 1
-        return [str(i) for i in seen], newest
+        return [(str(i), at) for i, at in seen.items()], newest
 
     # -- requests ------------------------------------------------------------------------
 

@@ -75,6 +75,10 @@ class GgusRestSettings(BaseModel):
     read_timeout: float = Field(60, gt=0)
     fetch_attachments: bool = True
     ticket_url: str = _TICKET_URL
+    #: Seconds between polls of ``updated_at`` (0: no polling; mail triggers only).
+    poll_interval: float = Field(10, ge=0)
+    #: Seconds re-read before the watermark on each poll (clock skew, late commits).
+    poll_overlap: float = Field(60, ge=0)
 
     @field_validator("url")
     @classmethod

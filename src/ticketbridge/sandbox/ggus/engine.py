@@ -143,7 +143,10 @@ _HTML_TAG = re.compile(r"<[^<>]*>")
 
 
 def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    """Now, to the millisecond (Zammad's resolution; Remedy's one-second stamps are
+    formatted from it where the SOAP and mail interfaces show them)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _stamp(moment: datetime) -> str:
