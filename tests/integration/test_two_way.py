@@ -204,3 +204,42 @@ def test_rest_polling_finds_a_change_whose_mail_was_lost(world, tmp_path):
     again = [e for e in app.store.list_inbox(limit=100) if e.source == "poll:ggus"]
     assert len(again) == before
     assert sum("Cleaned up" in d.data for d in fp.ticket(home.mrid).descriptions) == 1
+
+
+def ggus_user_mail(ggus, subject: str, body: str) -> None:
+    """A GGUS user opening a ticket by mail (mail submission to the helpdesk address)."""
+    msg = EmailMessage()
+    msg["From"] = "jane.doe@example.org"
+    msg["To"] = "helpdesk@ggus.example.org"
+    msg["Subject"] = subject
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", ggus.smtp_port) as smtp:
+        smtp.send_message(msg)
+
+
+@pytest.mark.parametrize("world", ["ggus-soap", "ggus-rest"], indirect=True)
+def test_ggus_ticket_reaches_home_with_back_reference_and_edits_on_both_sides(world):
+    app, ggus, fp, _ = world
+    ggus_user_mail(ggus, "SRM timeouts at UCSD", "All transfers time out since 08:00.")
+    (ticket,) = ggus.tickets()
+    ggus.route(ticket.request_id, "OSG")  # TPM routes it: OSG is notified
+    app.run_once()
+    app.run_once()  # Footprints' notification of the create, GGUS' of the back-reference
+    (home,) = fp.tickets()
+    assert home.field("Originating Ticket Number") == str(ticket.request_id)
+    assert ggus.ticket(ticket.request_id).origin_id == str(home.mrid)  # written back
+    before = counts(ggus, fp, ticket.request_id, home.mrid)
+
+    # Both sides change before the next exchange.
+    ggus.add_diary(ticket.request_id, "Which SE endpoint do you use?", author="G. Supporter")
+    fp_mail(fp, f"Re: SRM timeouts at UCSD ISSUE={home.mrid} PROJ=71",
+            "We restarted the SRM door.\n")
+    for _ in range(3):  # the triggers, and the notifications of our own writes
+        app.run_once()
+    after = counts(ggus, fp, ticket.request_id, home.mrid)
+    # GGUS: the supporter's entry + our one copy of the agent's; home: the agent's + ours.
+    assert after == (before[0] + 2, before[1] + 2)
+    home_texts = [d.data for d in fp.ticket(home.mrid).descriptions]
+    assert sum("Which SE endpoint" in t for t in home_texts) == 1
+    ggus_texts = [h.public_diary for h in ggus.history(ticket.request_id)]
+    assert sum("We restarted the SRM door." in t for t in ggus_texts) == 1

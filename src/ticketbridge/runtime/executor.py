@@ -362,6 +362,7 @@ class Executor:
                 )
             if isinstance(op, CreateTicket) and b_id:
                 self._remember_created(link.id, target, b_id)
+                self._write_back_reference(snapshot, exchange, b_id, link)
 
     def _attachments(
         self,
@@ -391,6 +392,33 @@ class Executor:
                 self.store, snapshot, "operation", summary, None, inbox_id, job.id, link
             ),
         )
+
+    def _write_back_reference(
+        self, snapshot: Ticket, exchange: ExchangeSettings, b_id: str, link: LinkRecord
+    ) -> None:
+        """Write our home id into the GGUS ticket (GHD_Origin_ID / GHD_Origin_SG), as GOC-TX
+        did with TicketModify, so the link can be recovered from GGUS alone.
+
+        Only through an API (``ggus-soap``, ``ggus-rest``); GGUS takes no fields by mail.
+        A refusal is recorded and does not fail the exchange.
+        """
+        source = self.connectors.get(snapshot.ref.helpdesk)
+        if source is None or isinstance(
+            self.settings.helpdesks[snapshot.ref.helpdesk], GgusMailSettings
+        ):
+            return
+        op = UpdateTicket(
+            snapshot.ref.helpdesk,
+            snapshot.ref.id,
+            {"GHD_Origin_ID": b_id, "GHD_Origin_SG": exchange.origin_sg},
+        )
+        try:
+            source.apply(op)
+        except RemoteRejected as exc:
+            summary = f"back-reference not written to {snapshot.ref}: {exc}"
+        else:
+            summary = f"back-reference {exchange.target}:{b_id} written to {snapshot.ref}"
+        self._audit(self.store, snapshot, "operation", summary, None, None, None, link)
 
     def _remember_created(self, link_id: int, target: TargetConnector, b_id: str) -> None:
         """Count every entry of a ticket we just created as ours, for the other direction.
