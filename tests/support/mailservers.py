@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,14 +361,24 @@ class MailAccount:
 _account_numbers = itertools.count(1)
 
 
-@pytest.fixture
-def mail_account(dovecot: Dovecot) -> MailAccount:
-    """A fresh user on the session Dovecot, e.g. ``user3`` / ``pw-user3``."""
+def _new_account(dovecot: Dovecot) -> MailAccount:
     user = f"user{next(_account_numbers)}"
     password = f"pw-{user}"
     if dovecot.users.get(user) != password:
         dovecot.add_user(user, password)
     return MailAccount(dovecot, user, password)
+
+
+@pytest.fixture
+def mail_account(dovecot: Dovecot) -> MailAccount:
+    """A fresh user on the session Dovecot, e.g. ``user3`` / ``pw-user3``."""
+    return _new_account(dovecot)
+
+
+@pytest.fixture
+def new_mail_account(dovecot: Dovecot) -> Callable[[], MailAccount]:
+    """A factory of fresh users, for tests that need several mailboxes."""
+    return lambda: _new_account(dovecot)
 
 
 # -- SMTP sink ---------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The generation-1 exchange both ways, over real SMTP, LMTP and IMAP (Dovecot).
+
+GGUS is reached only by mail: its XML notifications arrive in one IMAP mailbox, Footprints'
+notifications in another (both delivered by a real SMTP relay into Dovecot over LMTP);
+ticketbridge writes GGUS by mail submission (``GGUS-Ticket-ID: #id`` in the subject) and
+Footprints through its email interface. A GGUS ticket routed to OSG reaches Footprints;
+a Footprints agent's reply reaches GGUS as a public diary entry; and the GGUS notification
+of that very entry, which carries our text back, causes no write.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+from tests.support.mailservers import free_port
+from ticketbridge.config import parse_config
+from ticketbridge.runtime.app import App
+from ticketbridge.sandbox.footprints import FootprintsSandbox
+from ticketbridge.sandbox.ggus import GgusSandbox
+
+CONFIG = """\
+database: "{database}"
+helpdesks:
+  ggus:
+    kind: ggus-mail
+    helpdesk_address: helpdesk@ggus.example.org
+    sender: osg-tx@goc.example.org
+    smtp_port: {ggus_smtp}
+  goc:
+    kind: footprints-mail
+    incoming_address: fp-incoming@goc.example.org
+    sender: osg-tx@goc.example.org
+    smtp_port: {fp_smtp}
+    soap_url: "{fp_soap}"
+    user: goctx
+    password: demo
+receivers:
+  ggus-notifications:
+    helpdesk: ggus
+    mailbox: {{kind: imap, host: 127.0.0.1, port: {imap}, tls: none,
+              user: {ggus_user}, password: {ggus_password}}}
+  goc-notifications:
+    helpdesk: goc
+    mailbox: {{kind: imap, host: 127.0.0.1, port: {imap}, tls: none,
+              user: {goc_user}, password: {goc_password}}}
+exchanges:
+  ggus-goc: {{source: ggus, target: goc}}
+worker: {{threads: 1}}
+"""
+
+
+class LmtpRelay:
+    """An SMTP server handing each mail to Dovecot over LMTP: GGUS' mails to one mailbox,
+    Footprints' (to the reverse TX agent) to the other."""
+
+    def __init__(self, ggus_box, goc_box) -> None:
+        self.ggus_box, self.goc_box = ggus_box, goc_box
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            box = self.goc_box if rcpt.startswith("tx+") else self.ggus_box
+            box.deliver(envelope.content)
+        return "250 OK"
+
+
+def test_gen1_mail_exchange_both_ways_over_imap(new_mail_account, store_url):
+    ggus_box, goc_box = new_mail_account(), new_mail_account()
+    relay = LmtpRelay(ggus_box, goc_box)
+    relay.controller.start()
+    relay_at = ("127.0.0.1", relay.controller.port)
+    with GgusSandbox(smarthost=relay_at) as ggus, FootprintsSandbox(smarthost=relay_at) as fp:
+        settings = parse_config(CONFIG.format(
+            database=store_url, ggus_smtp=ggus.smtp_port, fp_smtp=fp.smtp_port,
+            fp_soap=fp.soap_url, imap=ggus_box.server.imap_port,
+            ggus_user=ggus_box.user, ggus_password=ggus_box.password,
+            goc_user=goc_box.user, goc_password=goc_box.password))
+        app = App(settings)
+        try:
+            msg = EmailMessage()
+            msg["From"], msg["To"] = "jane.doe@example.org", "helpdesk@ggus.example.org"
+            msg["Subject"] = "CE at UCSD rejects CMS pilots"
+            msg.set_content("Since 08:00 UTC all pilots fail.")
+            with smtplib.SMTP("127.0.0.1", ggus.smtp_port) as smtp:
+                smtp.send_message(msg)
+            (ticket,) = ggus.tickets()
+            ggus.route(ticket.request_id, "OSG")  # TPM routes it; OSG gets the XML mail
+            app.run_once()
+            app.run_once()  # Footprints' notification of our create: nothing to send
+            (home,) = fp.tickets()
+            assert home.field("Originating Ticket Number") == str(ticket.request_id)
+            ggus_rows = len(ggus.history(ticket.request_id))
+
+            msg = EmailMessage()
+            msg["From"], msg["To"] = "agent@goc.example.org", fp.incoming_address
+            msg["Subject"] = f"Re: CE at UCSD ISSUE={home.mrid} PROJ=71"
+            msg.set_content("The CRL on the gatekeeper had expired; renewed.\n")
+            with smtplib.SMTP("127.0.0.1", fp.smtp_port) as smtp:
+                smtp.send_message(msg)
+            home_entries = len(fp.ticket(home.mrid).descriptions)
+            for _ in range(3):  # the reply, and GGUS' notification of our own mail
+                app.run_once()
+            diaries = [h.public_diary for h in ggus.history(ticket.request_id)]
+            assert sum("CRL on the gatekeeper had expired" in d for d in diaries) == 1
+            assert len(ggus.history(ticket.request_id)) == ggus_rows + 1
+            assert len(fp.ticket(home.mrid).descriptions) == home_entries  # no echo home
+        finally:
+            app.close()
+            relay.controller.stop()
