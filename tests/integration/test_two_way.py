@@ -3,17 +3,15 @@
 The seed's second flow and GOC-TX's two-way exchange: an operator pushes a Footprints
 ticket to GGUS (TPM), TPM routes it to a support unit, a GGUS supporter replies, the
 reply reaches the Footprints ticket, and the Footprints resolution reaches GGUS as
-``solved`` with its solution. Both emulators mail their notifications through a real SMTP
-relay into the Maildirs the exchange reads; every user change must cause exactly one
-write on the other side, and our own writes coming back must cause none.
+``solved`` with its solution. Both emulators mail their notifications through a real
+SMTP relay into Dovecot (LMTP), and the exchange reads them over IMAP; every user change
+must cause exactly one write on the other side, and our own writes coming back none.
 """
 
 from __future__ import annotations
 
-import mailbox
 import smtplib
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -56,10 +54,12 @@ helpdesks:{ggus}
 receivers:
   ggus-notifications:
     helpdesk: ggus
-    mailbox: {{kind: maildir, path: "{root}/ggus"}}
+    mailbox: {{kind: imap, host: 127.0.0.1, port: {imap}, tls: none,
+              user: {ggus_user}, password: {ggus_password}}}
   goc-notifications:
     helpdesk: goc
-    mailbox: {{kind: maildir, path: "{root}/goc"}}
+    mailbox: {{kind: imap, host: 127.0.0.1, port: {imap}, tls: none,
+              user: {goc_user}, password: {goc_password}}}
 exchanges:
   ggus-goc: {{source: ggus, target: goc}}
 worker: {{threads: 1}}
@@ -67,19 +67,20 @@ worker: {{threads: 1}}
 
 
 class Relay:
-    """A real SMTP server that files each mail into the Maildir of its recipient's side."""
+    """A real SMTP server handing each mail to Dovecot over LMTP: mails for the reverse TX
+    agent into the home side's mailbox, everything else into GGUS' mailbox."""
 
-    def __init__(self, root: Path) -> None:
-        self.boxes = {
-            "ggus": mailbox.Maildir(root / "ggus", create=True),
-            "goc": mailbox.Maildir(root / "goc", create=True),
-        }
+    def __init__(self, ggus_box, goc_box) -> None:
+        self.boxes = {"ggus": ggus_box, "goc": goc_box}
+        self.lose_ggus_mail = False  # a lost GGUS notification, for the polling test
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     async def handle_DATA(self, server, session, envelope):
         for rcpt in envelope.rcpt_tos:
             side = "goc" if rcpt.startswith("tx+") else "ggus"
-            self.boxes[side].add(envelope.content)
+            if side == "ggus" and self.lose_ggus_mail:
+                continue
+            self.boxes[side].deliver(envelope.content)
         return "250 OK"
 
     @property
@@ -88,17 +89,21 @@ class Relay:
 
 
 @pytest.fixture
-def world(tmp_path, store_url, request):
+def world(store_url, new_mail_account, request):
     kind = request.param
-    relay = Relay(tmp_path)
+    ggus_box, goc_box = new_mail_account(), new_mail_account()
+    relay = Relay(ggus_box, goc_box)
     relay.controller.start()
     ggus = GgusSandbox(smarthost=relay.address).start()
     fp = FootprintsSandbox(smarthost=relay.address).start()
-    ggus_url = ggus.base_url
     settings = parse_config(CONFIG.format(
-        database=store_url, root=tmp_path, fp_smtp=fp.smtp_port, fp_soap=fp.soap_url,
-        ggus=GGUS_HELPDESK[kind].format(ggus_url=ggus_url)))
+        database=store_url, fp_smtp=fp.smtp_port, fp_soap=fp.soap_url,
+        imap=ggus_box.server.imap_port, ggus_user=ggus_box.user,
+        ggus_password=ggus_box.password, goc_user=goc_box.user,
+        goc_password=goc_box.password,
+        ggus=GGUS_HELPDESK[kind].format(ggus_url=ggus.base_url)))
     app = App(settings)
+    app.relay = relay
     try:
         yield app, ggus, fp, settings
     finally:
@@ -182,7 +187,7 @@ def _now():
 
 
 @pytest.mark.parametrize("world", ["ggus-rest"], indirect=True)
-def test_rest_polling_finds_a_change_whose_mail_was_lost(world, tmp_path):
+def test_rest_polling_finds_a_change_whose_mail_was_lost(world):
     app, ggus, fp, settings = world
     fp_mail(fp, "SE full at UCSD", "No space left on device.\n")
     (home,) = fp.tickets()
@@ -191,9 +196,8 @@ def test_rest_polling_finds_a_change_whose_mail_was_lost(world, tmp_path):
     app.run_once()
     (pushed,) = ggus.tickets()
     app.run_once()
+    app.relay.lose_ggus_mail = True  # GGUS' notification mail never arrives
     ggus.add_diary(pushed.request_id, "Cleaned up the scratch area.", author="G. Supporter")
-    lost = mailbox.Maildir(tmp_path / "ggus")
-    lost.clear()  # GGUS' notification mail never arrives
     app.run_once()  # the poll finds the change by its updated_at
     texts = [d.data for d in fp.ticket(home.mrid).descriptions]
     assert sum("Cleaned up the scratch area." in t for t in texts) == 1
