@@ -329,6 +329,43 @@ def sandbox_ggus(
     return 0
 
 
+@sandbox.command(name="route")
+def sandbox_route(
+    ticket: int,
+    unit: str,
+    /,
+    *,
+    url: str = "http://127.0.0.1:8089",
+    token: str = "demo-token",  # noqa: S107 (the emulator's documented training token)
+) -> int:
+    """TPM in the GGUS emulator: assign TICKET to support UNIT (which GGUS then notifies)."""
+    import urllib.error
+    import urllib.request
+
+    body = jsonlib.dumps({"ticket": ticket, "unit": unit}).encode()
+    request = urllib.request.Request(  # noqa: S310 (an operator-given emulator URL)
+        url.rstrip("/") + "/sandbox/route",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Token token={token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            data = jsonlib.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        err.print(
+            f"error: the GGUS emulator refused: {exc.code} "
+            f"{exc.read().decode(errors='replace')[:300]}",
+            markup=False,
+        )
+        return 1
+    except OSError as exc:
+        err.print(f"error: cannot reach the GGUS emulator at {url}: {exc}", markup=False)
+        return 1
+    out.print(f"GGUS ticket {ticket} routed to {unit}: {data}", markup=False)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ticketbridge`` console script."""
     try:

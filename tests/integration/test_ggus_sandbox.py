@@ -768,3 +768,28 @@ def test_serve_prints_its_endpoints_and_stops_on_request(tmp_path: Path) -> None
         runner.join(10)
     assert not runner.is_alive()
     assert lines[-1] == "GGUS emulator stopped."
+
+
+def test_tpm_routes_a_ticket_from_the_command_line(capsys) -> None:
+    from ticketbridge.cli import main
+    from ticketbridge.sandbox.ggus import GgusSandbox
+
+    with GgusSandbox() as sandbox:
+        msg = EmailMessage()
+        msg["From"], msg["To"] = "jane@example.org", "helpdesk@ggus.example.org"
+        msg["Subject"] = "Jobs fail at UCSD"
+        msg.set_content("All of them.")
+        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port) as smtp:
+            smtp.send_message(msg)
+        (ticket,) = sandbox.tickets()
+        assert ticket.responsible_unit == "TPM"
+        code = main(["sandbox", "route", str(ticket.request_id), "OSG",
+                     "--url", sandbox.base_url, "--token", "demo-token"])
+        assert code == 0, capsys.readouterr()
+        routed = sandbox.ticket(ticket.request_id)
+        assert (routed.responsible_unit, routed.status) == ("OSG", "assigned")
+        assert any("osg@su.ggus.example.org" in m.recipients for m in sandbox.outbox())
+        assert main(["sandbox", "route", str(ticket.request_id), "NO_SUCH_UNIT",
+                     "--url", sandbox.base_url, "--token", "demo-token"]) == 1
+        assert main(["sandbox", "route", str(ticket.request_id), "OSG",
+                     "--url", sandbox.base_url, "--token", "wrong"]) == 1
