@@ -63,7 +63,7 @@ class Capabilities:
 
 
 CAPABILITIES: Mapping[str, Capabilities] = {
-    "footprints-mail": Capabilities(fetch=True, find_by_correlation=True, attachments=False,
+    "footprints-mail": Capabilities(fetch=True, find_by_correlation=True, attachments=True,
                                     internal_comments=True, field_updates=True,
                                     create_returns_id=False),
     "ggus-soap": Capabilities(fetch=True, find_by_correlation=True, attachments=True,

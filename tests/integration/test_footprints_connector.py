@@ -145,10 +145,99 @@ def test_fetch_of_a_missing_ticket_is_rejected(fp_connector: FootprintsConnector
         fp_connector.apply(UpdateTicket("goc", "99", fields={"status": "Closed"}))
 
 
-def test_attachments_are_refused_clearly(fp_connector: FootprintsConnector) -> None:
-    op = AddAttachment("goc", "1", Attachment("a", "log.txt", b"x"))
-    with pytest.raises(RemoteRejected, match="attachments"):
+# --- attachments -----------------------------------------------------------------------
+
+
+def _created(connector: FootprintsConnector) -> str:
+    connector.apply(_create_op())
+    ticket_id = connector.find_by_correlation("40637")
+    assert ticket_id is not None
+    return ticket_id
+
+
+def test_add_attachment_then_fetch_returns_identical_bytes_name_and_type(
+    fp_connector: FootprintsConnector, fp_sandbox: FootprintsSandbox
+) -> None:
+    ticket_id = _created(fp_connector)
+    before = fp_connector.fetch(ticket_id)
+    data = bytes(range(256)) * 3 + b"\r\n\x00end"
+    op = AddAttachment("goc", ticket_id, Attachment(
+        "g1", "gatekeeper.log\n", data, "text/plain", "John Smith", WHEN))
+    receipt = fp_connector.apply(op)
+    assert receipt.ticket_id == ticket_id
+    assert receipt.idempotency_key.startswith("<tb.attachment.")
+    assert "'gatekeeper.log'" in receipt.detail and f"{len(data)} bytes" in receipt.detail
+
+    ticket = fp_connector.fetch(ticket_id)
+    (got,) = ticket.attachments
+    (stored,) = fp_sandbox.ticket(ticket_id).attachments
+    assert (got.name, got.data, got.content_type) == ("gatekeeper.log", data, "text/plain")
+    assert got.key == str(stored.id)
+    assert got.author == "ggus@ggus.example.org"  # the sender of the mail
+    assert got.created is not None
+    # The attachment mail has no text: no description entry was added.
+    assert ticket.comments == before.comments
+
+
+def test_zero_byte_and_binary_attachments_arrive_exactly(
+    fp_connector: FootprintsConnector,
+) -> None:
+    ticket_id = _created(fp_connector)
+    files = [("empty.txt", b"", "text/plain"),
+             ("core.bin", bytes(range(255, -1, -1)), "application/octet-stream"),
+             ("Ergebnis März.pdf", b"%PDF-1.4\n\xe2\xe3", "application/pdf")]
+    for n, (name, data, kind) in enumerate(files):
+        fp_connector.apply(AddAttachment("goc", ticket_id, Attachment(f"k{n}", name, data, kind)))
+    got = [(a.name, a.data, a.content_type) for a in fp_connector.fetch(ticket_id).attachments]
+    assert got == files
+
+
+def test_a_resent_attachment_has_the_same_message_id_and_is_stored_once(
+    fp_connector: FootprintsConnector, fp_sandbox: FootprintsSandbox
+) -> None:
+    ticket_id = _created(fp_connector)
+    op = AddAttachment("goc", ticket_id, Attachment("a1", "log.txt", b"one"))
+    first = fp_connector.apply(op)
+    again = fp_connector.apply(op)
+    other = fp_connector.apply(AddAttachment("goc", ticket_id,
+                                             Attachment("a1", "log.txt", b"two")))
+    assert first.idempotency_key == again.idempotency_key != other.idempotency_key
+    assert [a.data for a in fp_sandbox.ticket(ticket_id).attachments] == [b"one", b"two"]
+
+
+def test_an_attachment_for_a_missing_issue_is_rejected_before_mailing(
+    fp_connector: FootprintsConnector, fp_sink: MailSink, fp_sandbox: FootprintsSandbox
+) -> None:
+    op = AddAttachment("goc", "99", Attachment("a", "log.txt", b"x"))
+    with pytest.raises(RemoteRejected, match="issue 99 does not exist"):
         fp_connector.apply(op)
+    assert fp_sandbox.outbox() == []  # nothing was mailed, so nothing was rejected either
+
+
+def test_fetch_attachments_can_be_turned_off(
+    fp_connector: FootprintsConnector, fp_settings: FootprintsSettings
+) -> None:
+    ticket_id = _created(fp_connector)
+    fp_connector.apply(AddAttachment("goc", ticket_id, Attachment("a", "log.txt", b"x")))
+    assert len(fp_connector.fetch(ticket_id).attachments) == 1
+    lean = FootprintsConnector("goc", _settings(fp_settings, fetch_attachments=False))
+    try:
+        assert lean.fetch(ticket_id).attachments == ()
+    finally:
+        lean.close()
+
+
+def test_a_file_at_the_emulators_size_limit_is_fetched_whole(
+    fp_connector: FootprintsConnector, fp_sandbox: FootprintsSandbox
+) -> None:
+    # 10 MB: its base64 text is larger than an ordinary SOAP answer may be (4 MiB) and
+    # than one XML text node may hold by default (10 MB).
+    ticket_id = _created(fp_connector)
+    data = bytes(range(256)) * (fp_sandbox.engine.max_attachment_bytes // 256)
+    assert len(data) == fp_sandbox.engine.max_attachment_bytes
+    fp_connector.apply(AddAttachment("goc", ticket_id, Attachment("big", "big.bin", data)))
+    (got,) = fp_connector.fetch(ticket_id).attachments
+    assert got.data == data
 
 
 # --- failures --------------------------------------------------------------------------

@@ -512,3 +512,208 @@ def test_a_database_of_an_older_emulator_is_upgraded(tmp_path: Path) -> None:
     with FootprintsSandbox(db_path=path) as sandbox:
         assert [i.title for i in sandbox.find("G-OLD")] == ["old"]
         assert sandbox.store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# --- attachments -----------------------------------------------------------------------
+
+
+def _with_files(msg: EmailMessage, *files: tuple[str, bytes, str]) -> EmailMessage:
+    for name, data, kind in files:
+        maintype, _, subtype = kind.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg
+
+
+def _raw_mail(subject: str, parts: str) -> bytes:
+    """A multipart mail written by hand, as another mailer would produce it."""
+    return (
+        f"From: Jane Doe <jane@ggus.example.org>\r\nTo: fp-incoming@goc.example.org\r\n"
+        f"Subject: {subject}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+        "--XX\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the files.\r\n"
+        f"{parts}--XX--\r\n"
+    ).encode("ascii")
+
+
+def _send_raw(sandbox: FootprintsSandbox, raw: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("jane@ggus.example.org", [sandbox.incoming_address], raw)
+
+
+def test_a_create_mail_with_attachments_stores_them(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send
+) -> None:
+    send_to_fp(_with_files(
+        mail("CE down", "The CE refuses jobs.\nOriginating Ticket Number=A-1\n",
+             sender="Jane Doe <jane@ggus.example.org>"),
+        ("gatekeeper.log", b"line 1\nline 2\n", "text/plain"),
+        ("core.bin", bytes(range(256)), "application/octet-stream")))
+    (issue,) = fp_sandbox.find("A-1")
+    log, core = issue.attachments
+    assert (log.name, log.content_type, log.data, log.size) == (
+        "gatekeeper.log", "text/plain", b"line 1\nline 2\n", 14)
+    assert (core.name, core.content_type, core.data, core.size) == (
+        "core.bin", "application/octet-stream", bytes(range(256)), 256)
+    assert log.author == core.author == "jane@ggus.example.org"
+    assert log.created == issue.created and core.id == log.id + 1
+    # The files are not part of the text.
+    assert [e.data for e in issue.descriptions] == ["The CE refuses jobs."]
+
+
+def test_an_update_mail_with_only_an_attachment_adds_it_and_no_text(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    before = fp_sandbox.ticket(mrid)
+    send_to_fp(_with_files(mail(f"ISSUE={mrid} PROJ=71", ""),
+                           ("empty.txt", b"", "text/plain")))
+    after = fp_sandbox.ticket(mrid)
+    (empty,) = after.attachments
+    assert (empty.name, empty.data, empty.size) == ("empty.txt", b"", 0)
+    assert after.descriptions == before.descriptions
+    assert after.title == before.title  # a subject without a title renames nothing
+    assert after.modified >= before.modified
+
+
+def test_attachment_names_lose_trailing_newlines_and_path_separators(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    # RFC 2231 can carry any character, a newline included (as GGUS names have them).
+    _send_raw(fp_sandbox, _raw_mail(
+        f"Re: x ISSUE={mrid} PROJ=71",
+        "--XX\r\nContent-Type: text/plain\r\n"
+        "Content-Disposition: attachment; filename*=utf-8''report.txt%0A%0A\r\n\r\nr\r\n"
+        "--XX\r\nContent-Type: text/plain\r\n"
+        "Content-Disposition: attachment; filename=\"..\\\\..\\\\etc/passwd \"\r\n\r\np\r\n"))
+    names = [a.name for a in fp_sandbox.ticket(mrid).attachments]
+    assert names == ["report.txt", ".._.._etc_passwd"]
+
+
+def test_transfer_encodings_are_decoded_and_base64_content_is_kept_as_is(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    # Line-wrapped base64, quoted-printable, and a file whose *content* is base64 text
+    # (GGUS' double encoding, spec (d) 8): that one is a file like any other.
+    _send_raw(fp_sandbox, _raw_mail(
+        f"Re: x ISSUE={mrid} PROJ=71",
+        "--XX\r\nContent-Type: application/octet-stream; name=a.bin\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=a.bin\r\n\r\n"
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\r\nISIjJCUmJygpKissLS4v\r\n"
+        "--XX\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "Content-Disposition: attachment; filename=q.txt\r\n\r\n"
+        "caf=C3=A9 =3D ok=\r\n!\r\n"
+        "--XX\r\nContent-Type: text/plain\r\n"
+        "Content-Disposition: attachment; filename=b64.txt\r\n\r\naGVsbG8=\r\n"))
+    files = {a.name: a.data for a in fp_sandbox.ticket(mrid).attachments}
+    assert files == {"a.bin": bytes(range(48)), "q.txt": "café = ok!".encode(),
+                     "b64.txt": b"aGVsbG8="}  # not b"hello": 7bit text, stored as sent
+
+
+def test_an_oversize_attachment_is_rejected_with_a_reply_saying_why(
+    fp_sink: MailSink,
+) -> None:
+    with FootprintsSandbox(smarthost=fp_sink.address, max_attachment_bytes=1000) as sandbox:
+        sender = "Op <operator@example.org>"
+        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=10) as smtp:
+            smtp.send_message(_with_files(
+                mail("Too big", "text\nOriginating Ticket Number=B-1\n", sender=sender,
+                     message_id="<big@example.org>"),
+                ("ok.txt", b"x" * 1000, "text/plain"),
+                ("big.bin", b"x" * 1001, "application/octet-stream")),
+                to_addrs=[sandbox.incoming_address])
+        assert sandbox.tickets() == []  # the whole mail was refused, the small file too
+        (reply,) = fp_sink.messages(to="operator@example.org")
+        assert reply["In-Reply-To"] == "<big@example.org>"
+        assert "attachment 'big.bin' is 1001 bytes; the limit is 1000 bytes" in (
+            reply.get_content())
+
+
+def test_the_default_limit_is_10_mb_and_the_smtp_door_lets_the_mail_through(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send, fp_sink: MailSink
+) -> None:
+    limit = 10 * 1024 * 1024
+    assert fp_sandbox.engine.max_attachment_bytes == limit
+    mrid = _create(send_to_fp, fp_sandbox)
+    send_to_fp(_with_files(mail(f"Re: x ISSUE={mrid} PROJ=71", "", message_id="<b@x.org>"),
+                           ("huge.bin", bytes(limit + 1), "application/octet-stream")))
+    assert fp_sandbox.ticket(mrid).attachments == ()
+    (reply,) = [m for m in fp_sink.messages(to=GGUS_SENDER) if m["In-Reply-To"] == "<b@x.org>"]
+    assert f"is {limit + 1} bytes; the limit is {limit} bytes" in reply.get_content()
+
+
+def test_get_issue_details_lists_attachments_and_get_attachment_returns_the_bytes(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send
+) -> None:
+    mrid = _create(send_to_fp, fp_sandbox)
+    data = bytes(range(256)) + b"\x00\r\n]]>&<"
+    send_to_fp(_with_files(mail(f"Re: x ISSUE={mrid} PROJ=71", "logs attached"),
+                           ("dump.bin", data, "application/octet-stream"),
+                           ("empty.txt", b"", "text/plain")))
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    raw = _soap(fp_sandbox, *mrws.get_issue_details(user, pw, 71, mrid))
+    assert isinstance(raw, dict)
+    listed = raw["attachments"]
+    assert isinstance(listed, list) and len(listed) == 2
+    details = mrws.IssueDetails.from_soap(raw)
+    dump, empty = details.attachments
+    stored = fp_sandbox.ticket(mrid).attachments
+    assert (dump.id, dump.name, dump.size, dump.content_type) == (
+        stored[0].id, "dump.bin", len(data), "application/octet-stream")
+    assert (empty.name, empty.size, empty.content_type) == ("empty.txt", 0, "text/plain")
+    assert dump.created == stored[0].created and dump.author == GGUS_SENDER
+
+    for info, expected in ((dump, data), (empty, b"")):
+        method, body = mrws.get_attachment(user, pw, 71, mrid, info.id)
+        assert b'xsi:type="SOAP-ENC:base64"' in _raw_soap(fp_sandbox, method, body)
+        request = urllib.request.Request(
+            fp_sandbox.soap_url, data=body, method="POST",
+            headers={"Content-Type": "text/xml", "SOAPAction": mrws.soap_action(method)})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            got = mrws.parse_response(response.read(), binary=True)
+        assert got == expected
+    # The _goc variant answers the same.
+    method, body = mrws.get_attachment(user, pw, 71, mrid, dump.id, goc=True)
+    assert mrws.parse_response(_raw_soap(fp_sandbox, method, body), binary=True) == data
+
+
+def _raw_soap(sandbox: FootprintsSandbox, method: str, body: bytes) -> bytes:
+    request = urllib.request.Request(
+        sandbox.soap_url, data=body, method="POST",
+        headers={"Content-Type": "text/xml", "SOAPAction": mrws.soap_action(method)})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return bytes(exc.read())
+
+
+def test_get_attachment_of_a_missing_file_faults(
+    fp_sandbox: FootprintsSandbox, send_to_fp: Send
+) -> None:
+    first = _create(send_to_fp, fp_sandbox)
+    send_to_fp(_with_files(mail("Other", "x\nOriginating Ticket Number=O-2\n"),
+                           ("a.txt", b"a", "text/plain")))
+    (other,) = fp_sandbox.find("O-2")
+    (owned,) = other.attachments
+    user, pw = fp_sandbox.user, fp_sandbox.password
+    cases = [((71, first, owned.id), f"attachment {owned.id} does not exist on issue {first}"),
+             ((71, 999, 1), "issue 999 does not exist"),
+             ((72, other.mrid, owned.id), "project 72 does not exist")]
+    for (project, mrid, attachment_id), reason in cases:
+        with pytest.raises(mrws.SoapFault, match=reason):
+            _soap(fp_sandbox, *mrws.get_attachment(user, pw, project, mrid, attachment_id))
+
+
+def test_attachments_survive_a_restart_with_a_database_file(tmp_path: Path) -> None:
+    db = tmp_path / "fp.sqlite3"
+    with FootprintsSandbox(db_path=db) as sandbox:
+        _send_raw(sandbox, _with_files(mail("Kept", "x\nOriginating Ticket Number=77\n"),
+                                       ("k.bin", b"\x00kept", "application/octet-stream"))
+                  .as_bytes())
+    with FootprintsSandbox(db_path=db) as again:
+        (issue,) = again.find("77")
+        assert [(a.name, a.data) for a in issue.attachments] == [("k.bin", b"\x00kept")]

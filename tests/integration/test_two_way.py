@@ -247,3 +247,38 @@ def test_ggus_ticket_reaches_home_with_back_reference_and_edits_on_both_sides(wo
     assert sum("Which SE endpoint" in t for t in home_texts) == 1
     ggus_texts = [h.public_diary for h in ggus.history(ticket.request_id)]
     assert sum("We restarted the SRM door." in t for t in ggus_texts) == 1
+
+
+def fp_attach(fp, mrid: int, name: str, data: bytes) -> None:
+    """An agent attaching a file in Footprints (a reply to its notification, no text)."""
+    msg = EmailMessage()
+    msg["From"] = "agent@goc.example.org"
+    msg["To"] = fp.incoming_address
+    msg["Subject"] = f"Re: ISSUE={mrid} PROJ=71"
+    msg.set_content("")
+    msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    with smtplib.SMTP("127.0.0.1", fp.smtp_port) as smtp:
+        smtp.send_message(msg)
+
+
+@pytest.mark.parametrize("world", ["ggus-soap", "ggus-rest"], indirect=True)
+def test_attachments_travel_both_ways_once_and_never_echo(world):
+    app, ggus, fp, _ = world
+    ggus_user_mail(ggus, "SRM timeouts at UCSD", "All transfers time out since 08:00.")
+    (ticket,) = ggus.tickets()
+    ggus.route(ticket.request_id, "OSG")
+    app.run_once()
+    app.run_once()
+    (home,) = fp.tickets()
+
+    from_ggus = b"2024-03-01 08:00:01 srm timeout\n" + bytes(range(256))
+    ggus.add_attachment(ticket.request_id, "srm.log\n", from_ggus, author="G. Supporter")
+    from_home = b"\x00\x01core" * 100
+    fp_attach(fp, home.mrid, "core.bin", from_home)
+    for _ in range(4):  # the triggers, and the notifications of our own writes
+        app.run_once()
+
+    home_files = [(a.name, a.data) for a in fp.ticket(home.mrid).attachments]
+    ggus_files = [(a.name.strip(), a.data) for a in ggus.attachments(ticket.request_id)]
+    assert sorted(home_files) == [("core.bin", from_home), ("srm.log", from_ggus)]
+    assert sorted(ggus_files) == [("core.bin", from_home), ("srm.log", from_ggus)]

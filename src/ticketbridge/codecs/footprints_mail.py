@@ -23,27 +23,40 @@ Conventions of ours (not Footprints'), written down in docs/sandbox/footprints.m
   ever suffers on the way through.
 * Each public comment is followed by a line `` -- by AUTHOR at YYYY-MM-DD HH:MM:SS UTC``
   (GOC-TX's attribution convention) when its author or time is known.
+* Files travel as MIME attachments of the same mail (``multipart/mixed``: the text part
+  first, then one ``Content-Disposition: attachment`` part per file, always base64, so the
+  bytes arrive exactly). An attachment for an existing issue is an update mail with empty
+  text. File names are cleaned the same way on both sides (:func:`attachment_name`); a
+  name that is not plain ASCII travels RFC 2231-encoded (``filename*=utf-8''...``).
 """
 
 from __future__ import annotations
 
-import email.policy
 import re
-from collections.abc import Iterable, Mapping
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Protocol
 
+from ticketbridge.codecs import mime
 from ticketbridge.model import Comment, CreateTicket, UpdateTicket, Visibility
 
 __all__ = [
+    "DEFAULT_CONTENT_TYPE",
     "INTERNAL_DESCRIPTION",
     "KNOWN_FIELDS",
     "UNTITLED",
+    "FileLike",
+    "MailAttachment",
     "Submission",
+    "attachment_name",
     "canonical_label",
+    "content_type",
     "decode_field_name",
     "decode_submission",
     "encode_create",
@@ -58,6 +71,9 @@ UNTITLED = "(Untitled Ticket)"
 
 #: Our field for agent-only text; the emulator stores it as an internal description entry.
 INTERNAL_DESCRIPTION = "Internal Description"
+
+#: The content type of a file whose type is unknown or unreadable.
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 # Footprints stores field labels as column names with these substitutions (B3.7).
 _NAME_CODES: tuple[tuple[str, str], ...] = (
@@ -104,11 +120,13 @@ _FIELD_LINE_RE = re.compile(r"^([^=\s][^=]*?)[ \t]*=(.*)$")
 _END_RE = re.compile(r"^END[ \t]+(.+?)[ \t]*$", re.IGNORECASE)
 _REPLY_PREFIX_RE = re.compile(r"^\s*((re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+_CONTENT_TYPE_RE = re.compile(r"([a-z0-9][a-z0-9!#$&^_.+-]*)/([a-z0-9][a-z0-9!#$&^_.+-]*)")
+_PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+,()-]*")
 
 # Outgoing mails: 7-bit clean bodies (quoted-printable or base64), and headers folded only
 # past SMTP's 998-character line limit. The standard library loses a space that falls on
 # the boundary of two encoded words when it folds a non-ASCII subject at 78 characters.
-_POLICY = email.policy.default.clone(max_line_length=998, cte_type="7bit")
+_POLICY = mime.POLICY.clone(max_line_length=998, cte_type="7bit")  # memoised headers
 
 
 def encode_field_name(label: str) -> str:
@@ -157,13 +175,20 @@ def render_comment(comment: Comment) -> str:
 
 
 def encode_create(
-    op: CreateTicket, *, to: str, sender: str, message_id: str, date: datetime
+    op: CreateTicket,
+    *,
+    to: str,
+    sender: str,
+    message_id: str,
+    date: datetime,
+    attachments: Iterable[FileLike] = (),
 ) -> EmailMessage:
     """The mail that opens ``op`` as a new issue through the email interface.
 
     The subject is the title (``(Untitled Ticket)`` when empty). The body holds the public
     comments, then the description, then one ``name=value`` line per field; the
-    correlation key always travels as ``Originating Ticket Number``.
+    correlation key always travels as ``Originating Ticket Number``. Each of
+    ``attachments`` becomes a MIME attachment of the mail.
     """
     fields = dict(op.fields)
     if not any(canonical_label(name) == _ORIGINATING for name in fields):
@@ -171,7 +196,7 @@ def encode_create(
     title = _one_line(op.title) or UNTITLED
     body = _body(op.comments, op.description, fields)
     return _message(to=to, sender=sender, subject=title, message_id=message_id, date=date,
-                    body=body)
+                    body=body, attachments=attachments)
 
 
 def encode_update(
@@ -183,18 +208,21 @@ def encode_update(
     sender: str,
     message_id: str,
     date: datetime,
+    attachments: Iterable[FileLike] = (),
 ) -> EmailMessage:
     """The mail that updates issue ``op.ticket_id`` of ``project``.
 
     The subject is ``Re: <title> ISSUE=<id> PROJ=<project>``, as a reply to a Footprints
-    notification; new text goes at the top of the body, field lines below it.
+    notification; new text goes at the top of the body, field lines below it. Each of
+    ``attachments`` becomes a MIME attachment; an operation without comments and fields
+    gives an update mail with empty text, which only attaches the files.
     """
     if not op.ticket_id.isdigit():
         raise ValueError(f"a Footprints issue number is numeric, got {op.ticket_id!r}")
     subject = f"Re: {_one_line(title) or UNTITLED} ISSUE={op.ticket_id} PROJ={project}"
     body = _body(op.comments, "", dict(op.fields))
     return _message(to=to, sender=sender, subject=subject, message_id=message_id, date=date,
-                    body=body)
+                    body=body, attachments=attachments)
 
 
 def _body(comments: Iterable[Comment], description: str, fields: dict[str, str]) -> str:
@@ -236,7 +264,14 @@ def _defuse_text(text: str) -> str:
 
 
 def _message(
-    *, to: str, sender: str, subject: str, message_id: str, date: datetime, body: str
+    *,
+    to: str,
+    sender: str,
+    subject: str,
+    message_id: str,
+    date: datetime,
+    body: str,
+    attachments: Iterable[FileLike] = (),
 ) -> EmailMessage:
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
@@ -245,7 +280,98 @@ def _message(
     msg["Date"] = format_datetime(_utc(date))
     msg["Message-ID"] = message_id
     msg.set_content(body, charset="utf-8")
+    for item in attachments:
+        _attach(msg, item)
     return msg
+
+
+def _attach(msg: EmailMessage, item: FileLike) -> None:
+    """Add one file as a base64 ``attachment`` part (exact bytes, any content type)."""
+    maintype, _, subtype = content_type(item.content_type).partition("/")
+    if maintype in ("message", "multipart"):
+        # MIME allows neither base64 for these nor arbitrary bytes in them: sent as plain
+        # data, so that the bytes arrive exactly (the type does not).
+        maintype, _, subtype = DEFAULT_CONTENT_TYPE.partition("/")
+    name = attachment_name(item.name)
+    msg.add_attachment(bytes(item.data), maintype=maintype, subtype=subtype, cte="base64",
+                       filename=name)
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    part = parts[-1]
+    assert isinstance(part, EmailMessage)
+    if not _PLAIN_NAME_RE.fullmatch(name):
+        # RFC 2231 keeps every character exactly (quotes, "=?...?=", non-ASCII): a quoted
+        # ASCII name would be read back through RFC 2047 by the receiving parser. Set raw,
+        # because the header classes render an ASCII value as a quoted string again.
+        del part["Content-Disposition"]
+        part.set_raw("Content-Disposition", _rfc2231_disposition(name))
+
+
+def _rfc2231_disposition(name: str) -> str:
+    """``attachment;`` and ``filename*0*=utf-8''…`` sections, folded one per line."""
+    encoded = urllib.parse.quote(name, safe="")
+    chunks: list[str] = []
+    while encoded:
+        cut = min(60, len(encoded))
+        if "%" in encoded[max(cut - 2, 0):cut]:  # never split a %XX escape
+            cut = encoded.rindex("%", 0, cut)
+        chunks.append(encoded[:cut])
+        encoded = encoded[cut:]
+    if len(chunks) == 1:
+        return f"attachment;\n filename*=utf-8''{chunks[0]}"
+    sections = [f"filename*{i}*={'utf-8' + chr(39) * 2 if i == 0 else ''}{chunk}"
+                for i, chunk in enumerate(chunks)]
+    return "attachment;\n " + ";\n ".join(sections)
+
+
+# --- attachments ------------------------------------------------------------------------
+
+
+class FileLike(Protocol):
+    """What an encoder needs of a file: :class:`~ticketbridge.model.Attachment` fits."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MailAttachment:
+    """One file read from a mail: its cleaned name, lower-case content type and bytes."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
+def attachment_name(name: str) -> str:
+    """A file name as it travels and is stored: the same rule on both sides.
+
+    Leading and trailing whitespace (the trailing newlines GGUS returns, spec (d) 9) is
+    stripped; path separators ``/`` and ``\\`` become ``_`` (as runtime/attachments.py
+    cleans names), so a name never points into a directory; control characters and
+    characters XML cannot carry become ``_``. An empty result is ``attachment``.
+    Idempotent: ``attachment_name(attachment_name(x)) == attachment_name(x)``.
+    """
+    cleaned = name.strip().replace("/", "_").replace("\\", "_")
+    out = "".join("_" if _unsafe_char(ch) else ch for ch in cleaned).strip()
+    return out or "attachment"
+
+
+def _unsafe_char(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cs") or ch in ("\ufffe", "\uffff")
+
+
+def content_type(value: str) -> str:
+    """``type/subtype`` in lower case, parameters dropped; unreadable ones are
+    ``application/octet-stream``."""
+    match = _CONTENT_TYPE_RE.fullmatch(value.split(";", 1)[0].strip().lower())
+    return match.group(0) if match else DEFAULT_CONTENT_TYPE
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -271,6 +397,7 @@ class Submission:
     cc: tuple[str, ...] = ()
     message_id: str = ""
     problems: tuple[str, ...] = ()
+    attachments: tuple[MailAttachment, ...] = ()
 
 
 def decode_submission(msg: Message) -> Submission:
@@ -279,6 +406,10 @@ def decode_submission(msg: Message) -> Submission:
     Never raises on odd input: undecodable text is replaced, a mail without a text part
     has an empty body. ``problems`` lists what could not be read (a field whose value
     appears twice, a multi-line value never closed); the emulator rejects such mails.
+
+    The body is the first ``text/plain`` part that is neither an attachment nor named;
+    every other part with ``Content-Disposition: attachment`` or a file name, and every
+    attached mail (``message/rfc822``), is an attachment, its bytes transfer-decoded.
     """
     subject = _header_text(msg.get("Subject"))
     match = _ISSUE_RE.search(subject)
@@ -290,7 +421,12 @@ def decode_submission(msg: Message) -> Submission:
     sender_name, sender = parseaddr(_header_text(msg.get("From")))
     cc = tuple(addr for _, addr in getaddresses([_header_text(v) for v in msg.get_all("Cc", [])])
                if addr)
-    text, fields, problems = _parse_body(_body_text(msg))
+    leaves = list(_leaves(msg))
+    body_part = next((p for p in leaves if _is_body(p)), None)
+    text, fields, problems = _parse_body(_part_text(body_part) if body_part else "")
+    attachments = tuple(
+        _read_attachment(p) for p in leaves if p is not body_part and _is_attachment(p)
+    )
     return Submission(
         subject=subject,
         title=title,
@@ -303,6 +439,7 @@ def decode_submission(msg: Message) -> Submission:
         cc=cc,
         message_id=_header_text(msg.get("Message-ID")).strip(),
         problems=tuple(problems),
+        attachments=attachments,
     )
 
 
@@ -382,18 +519,62 @@ def _find_terminator(lines: list[str], start: int, label: str) -> int | None:
     return None
 
 
-def _body_text(msg: Message) -> str:
-    part = next(
-        (
-            p
-            for p in msg.walk()
-            if p.get_content_type() == "text/plain" and not p.is_multipart()
-            and p.get_content_disposition() != "attachment"
-        ),
-        None,
+def _leaves(part: Message, *, top: bool = True) -> Iterator[Message]:
+    """The leaf parts of a mail; an attached mail (``message/*``) is one leaf."""
+    if not top and part.get_content_maintype() == "message":
+        yield part
+    elif part.is_multipart():
+        for sub in part.get_payload():
+            if isinstance(sub, Message):
+                yield from _leaves(sub, top=False)
+    else:
+        yield part
+
+
+def _is_body(part: Message) -> bool:
+    return (part.get_content_type() == "text/plain"
+            and part.get_content_disposition() != "attachment"
+            and _filename(part) is None)
+
+
+def _is_attachment(part: Message) -> bool:
+    return (part.get_content_disposition() == "attachment"
+            or _filename(part) is not None
+            or part.get_content_maintype() == "message")
+
+
+def _read_attachment(part: Message) -> MailAttachment:
+    if part.get_content_maintype() == "message":
+        inner = part.get_payload()
+        first = inner[0] if isinstance(inner, list) and inner else None
+        data = first.as_bytes() if isinstance(first, Message) else b""
+        default = "message.eml"
+    else:
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        default = "attachment"
+    name = _filename(part)
+    return MailAttachment(
+        name=attachment_name(name) if name is not None and name.strip() else default,
+        content_type=content_type(part.get_content_type()),
+        data=data,
     )
-    if part is None:
-        return ""
+
+
+def _filename(part: Message) -> str | None:
+    """The part's file name (``filename``, else the Content-Type's ``name``), or None.
+
+    Read from the parsed header parameters when the message has them: the older
+    ``get_filename`` drops angle brackets around a name (``<a>`` becomes ``a``).
+    """
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        params = getattr(part.get(header), "params", None)
+        if isinstance(params, Mapping) and params.get(param) is not None:
+            return str(params[param])
+    return part.get_filename()
+
+
+def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""

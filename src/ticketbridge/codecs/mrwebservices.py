@@ -7,9 +7,11 @@ arguments (``user``, ``password``, ``extrainfo``, then the method's own), each t
 with ``xsi:type``. Structs are SOAP::Lite ``SOAPStruct`` elements, lists are
 ``SOAP-ENC:Array`` of ``item`` elements.
 
-Values are plain Python: ``str``, ``int``, ``bool``, ``None``, ``list`` and ``dict``.
-Reading honours what Footprints sends: ``xsd:string`` (XML-unescaped by the parser),
-``SOAP-ENC:base64``/``xsd:base64Binary`` (decoded as UTF-8), ``xsd:int`` and friends.
+Values are plain Python: ``str``, ``int``, ``bool``, ``None``, ``list``, ``dict`` and
+``bytes`` (written as ``SOAP-ENC:base64``). Reading honours what Footprints sends:
+``xsd:string`` (XML-unescaped by the parser), ``SOAP-ENC:base64``/``xsd:base64Binary``
+(decoded as UTF-8 text, or kept as bytes when the caller reads binary data: the
+emulator's ``getAttachment``), ``xsd:int`` and friends.
 
 Every document is read by :func:`ticketbridge.codecs.xmlsafe.safe_parse`: no DTD, no
 entities, no network, bounded size and depth. Refused documents raise
@@ -37,11 +39,13 @@ __all__ = [
     "ENDPOINT_PATH",
     "MAX_DOCUMENT_BYTES",
     "NAMESPACE",
+    "AttachmentInfo",
     "DescriptionEntry",
     "IssueDetails",
     "SoapCall",
     "SoapFault",
     "SoapValue",
+    "attachment_response_limit",
     "build_call",
     "build_fault",
     "build_response",
@@ -49,6 +53,7 @@ __all__ = [
     "create_issue",
     "edit_issue",
     "format_stamp",
+    "get_attachment",
     "get_issue_details",
     "is_auth_fault",
     "parse_call",
@@ -58,7 +63,9 @@ __all__ = [
     "soap_action",
 ]
 
-SoapValue: TypeAlias = str | int | bool | list["SoapValue"] | dict[str, "SoapValue"] | None
+SoapValue: TypeAlias = (
+    str | int | bool | bytes | list["SoapValue"] | dict[str, "SoapValue"] | None
+)
 
 NAMESPACE = "MRWebServices"
 ENDPOINT_PATH = "/MRcgi/MRWebServices.pl"
@@ -128,6 +135,9 @@ def _append_value(parent: etree._Element, name: str, value: SoapValue) -> None:
     elif isinstance(value, str):
         element.set(_XSI_TYPE, "xsd:string")
         element.text = _clean(value)
+    elif isinstance(value, bytes):
+        element.set(_XSI_TYPE, "SOAP-ENC:base64")
+        element.text = base64.b64encode(value).decode("ascii")
     elif isinstance(value, list):
         element.set(_XSI_TYPE, "SOAP-ENC:Array")
         element.set(f"{{{SOAP_ENC}}}arrayType", f"{_array_type(value)}[{len(value)}]")
@@ -156,7 +166,7 @@ def _type_name(element: etree._Element) -> tuple[str | None, str]:
     return element.nsmap.get(prefix or None), local
 
 
-def _read_value(element: etree._Element) -> SoapValue:
+def _read_value(element: etree._Element, binary: bool = False) -> SoapValue:
     if element.get("href") is not None:
         raise MalformedMessage("multi-reference (href) values are not supported")
     if element.get(_XSI_NIL) in ("true", "1"):
@@ -165,9 +175,9 @@ def _read_value(element: etree._Element) -> SoapValue:
     children = [c for c in element if isinstance(c.tag, str)]
     is_array = type_name == "Array" or element.get(f"{{{SOAP_ENC}}}arrayType") is not None
     if is_array:
-        return [_read_value(c) for c in children]
+        return [_read_value(c, binary) for c in children]
     if children or type_name in ("SOAPStruct", "Struct", "Map"):
-        return {etree.QName(c).localname: _read_value(c) for c in children}
+        return {etree.QName(c).localname: _read_value(c, binary) for c in children}
     text = element.text or ""
     if type_name in _INT_TYPES:
         try:
@@ -178,8 +188,8 @@ def _read_value(element: etree._Element) -> SoapValue:
         return text.strip() in ("1", "true")
     if type_name in _BASE64_TYPES:
         try:
-            return base64.b64decode("".join(text.split()), validate=True).decode(
-                "utf-8", errors="replace")
+            data = base64.b64decode("".join(text.split()), validate=True)
+            return data if binary else data.decode("utf-8", errors="replace")
         except (binascii.Error, ValueError) as exc:
             raise MalformedMessage(
                 f"{etree.QName(element).localname}: invalid base64") from exc
@@ -232,8 +242,9 @@ def build_fault(code: str, message: str) -> bytes:
     return _serialise(envelope)
 
 
-def _body_child(data: bytes) -> etree._Element:
-    root = safe_parse(data, max_bytes=MAX_DOCUMENT_BYTES, max_depth=MAX_DEPTH)
+def _body_child(data: bytes, max_bytes: int = MAX_DOCUMENT_BYTES,
+                huge_text: bool = False) -> etree._Element:
+    root = safe_parse(data, max_bytes=max_bytes, max_depth=MAX_DEPTH, huge_text=huge_text)
     if root.tag != f"{{{SOAP_ENV}}}Envelope":
         raise MalformedMessage("not a SOAP 1.1 envelope")
     body = root.find(f"{{{SOAP_ENV}}}Body")
@@ -255,18 +266,22 @@ def parse_call(data: bytes) -> SoapCall:
     return SoapCall(method=qname.localname, namespace=qname.namespace or "", params=params)
 
 
-def parse_response(data: bytes) -> SoapValue:
+def parse_response(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES,
+                   binary: bool = False) -> SoapValue:
     """The result of a response envelope (client side).
 
-    Raises SoapFault for a fault, UnsafeXML or MalformedMessage for anything unreadable.
+    With ``binary``, base64 values are returned as bytes (not decoded as text) and a text
+    node may exceed libxml2's 10 MB default (one attachment's data); the document stays
+    bounded by ``max_bytes``. Raises SoapFault for a fault, UnsafeXML or MalformedMessage
+    for anything unreadable.
     """
-    element = _body_child(data)
+    element = _body_child(data, max_bytes, huge_text=binary)
     if element.tag == f"{{{SOAP_ENV}}}Fault":
         code = element.findtext("faultcode") or ""
         message = element.findtext("faultstring") or ""
         raise SoapFault(code.strip(), message.strip())
     results = [c for c in element if isinstance(c.tag, str)]
-    return _read_value(results[0]) if results else None
+    return _read_value(results[0], binary) if results else None
 
 
 def is_auth_fault(fault: SoapFault) -> bool:
@@ -305,6 +320,23 @@ def get_issue_details(user: str, password: str, project: int, mrid: int, *,
     method = _method("getIssueDetails", goc)
     return method, build_call(
         method, [*_credentials(user, password), ("projectnumber", project), ("mrid", mrid)])
+
+
+def get_attachment(user: str, password: str, project: int, mrid: int, attachment_id: int,
+                   *, goc: bool = False) -> tuple[str, bytes]:
+    """(method, request body) for getAttachment, an extension of the emulator (stock
+    Footprints served files through its web UI): the answer is the file's bytes as
+    ``SOAP-ENC:base64``; read it with ``parse_response(..., binary=True)``."""
+    method = _method("getAttachment", goc)
+    return method, build_call(method, [*_credentials(user, password), ("projectID", project),
+                                       ("mrID", mrid), ("attachmentID", attachment_id)])
+
+
+def attachment_response_limit(size: int) -> int:
+    """The largest getAttachment answer to accept for a file of ``size`` bytes: its base64
+    text (line breaks allowed every 76 characters) plus room for the envelope."""
+    encoded = 4 * ((max(size, 0) + 2) // 3)
+    return encoded + 2 * (encoded // 76 + 1) + 64 * 1024
 
 
 def search(user: str, password: str, query: str) -> tuple[str, bytes]:
@@ -366,6 +398,18 @@ class DescriptionEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """One file of an issue, as getIssueDetails lists it (an emulator extension [R])."""
+
+    id: int
+    name: str
+    size: int
+    content_type: str
+    created: datetime | None
+    author: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class IssueDetails:
     """The answer of getIssueDetails, typed.
 
@@ -388,6 +432,7 @@ class IssueDetails:
     lasttime: str
     createdate: str = ""
     createtime: str = ""
+    attachments: tuple[AttachmentInfo, ...] = ()
 
     @property
     def modified(self) -> datetime | None:
@@ -405,7 +450,8 @@ class IssueDetails:
         if not isinstance(value, dict):
             raise MalformedMessage("getIssueDetails did not return a struct")
         known = {"mrid", "projectid", "title", "status", "priority", "submitter", "assignees",
-                 "alldescriptions", "lastdate", "lasttime", "createdate", "createtime"}
+                 "alldescriptions", "lastdate", "lasttime", "createdate", "createtime",
+                 "attachments"}
         lower = {k.lower(): v for k, v in value.items()}
         entries: list[DescriptionEntry] = []
         raw_entries = lower.get("alldescriptions") or []
@@ -419,7 +465,11 @@ class IssueDetails:
                 stamp=_text(item.get("stamp")),
                 internal=_text(item.get("internal")) in ("1", "true", "True"),
             ))
+        files = lower.get("attachments") or []
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise MalformedMessage("attachments is not a list of structs")
         try:
+            attachments = tuple(_attachment_info(f) for f in files if isinstance(f, dict))
             mrid = int(_text(lower.get("mrid")))
             project = int(_text(lower.get("projectid")) or "0")
             priority = int(_text(lower.get("priority")) or "0")
@@ -439,7 +489,21 @@ class IssueDetails:
             lasttime=_text(lower.get("lasttime")),
             createdate=_text(lower.get("createdate")),
             createtime=_text(lower.get("createtime")),
+            attachments=attachments,
         )
+
+
+def _attachment_info(item: dict[str, SoapValue]) -> AttachmentInfo:
+    lower = {k.lower(): v for k, v in item.items()}
+    day, _, time = _text(lower.get("created")).partition(" ")
+    return AttachmentInfo(
+        id=int(_text(lower.get("id"))),
+        name=_text(lower.get("name")),
+        size=int(_text(lower.get("size")) or "0"),
+        content_type=_text(lower.get("contenttype")),
+        created=_join_date(day, time),
+        author=_text(lower.get("author")),
+    )
 
 
 def _text(value: SoapValue) -> str:

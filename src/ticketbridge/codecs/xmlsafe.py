@@ -56,13 +56,13 @@ _ENTITY_ERRORS = frozenset(
 _LIMIT_ERRORS = frozenset({etree.ErrorTypes.ERR_RESOURCE_LIMIT})
 
 
-def _parser() -> etree.XMLParser:
+def _parser(huge_text: bool = False) -> etree.XMLParser:
     # A fresh parser per call: parsers carry an error log and are not thread-safe.
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
-        huge_tree=False,
+        huge_tree=huge_text,
         dtd_validation=False,
         remove_blank_text=False,
     )
@@ -128,7 +128,8 @@ def _check_depth(root: etree._Element, max_depth: int) -> None:
 
 
 def safe_parse(
-    data: bytes | str, *, max_bytes: int = 1_000_000, max_depth: int = 64
+    data: bytes | str, *, max_bytes: int = 1_000_000, max_depth: int = 64,
+    huge_text: bool = False,
 ) -> etree._Element:
     """Parse untrusted XML and return its root element.
 
@@ -139,6 +140,10 @@ def safe_parse(
     Raises :class:`UnsafeXML` for a DOCTYPE, an entity declaration or reference, more than
     ``max_bytes`` bytes (a str is measured in UTF-8) or nesting deeper than ``max_depth``;
     :class:`MalformedMessage` for anything else the parser rejects, naming line and column.
+
+    ``huge_text`` lifts libxml2's own limits (a text node over 10 MB: one base64-encoded
+    file) for a caller that expects one; the DOCTYPE and entity refusals, ``max_bytes`` and
+    ``max_depth`` still hold, so nothing is expanded and the document stays bounded.
     """
     if isinstance(data, str):
         try:
@@ -157,7 +162,7 @@ def safe_parse(
         raise UnsafeXML(f"XML refused: document of {size} bytes exceeds the limit of {max_bytes}")
     _refuse_doctype(text if isinstance(data, str) else _sniff_text(payload))
 
-    parser = _parser()
+    parser = _parser(huge_text)
     try:
         root = etree.fromstring(payload, parser)
     except etree.XMLSyntaxError as exc:

@@ -11,6 +11,12 @@ Choices made here:
 * **Message-ID** of every mail is derived from the operation (a SHA-256 of its content and
   target), ``<tb.<kind>.<32 hex>@<sender domain>>``, and returned as the receipt's
   ``idempotency_key``: a resend of the same operation carries the same Message-ID.
+* **Attachments**: an :class:`~ticketbridge.model.AddAttachment` is an update mail with
+  empty text and the file as a MIME attachment (the issue is read first, as for any
+  update). :meth:`FootprintsConnector.fetch` lists an issue's files from getIssueDetails
+  and reads each with ``MRWebServices__getAttachment``, an extension of the emulator
+  (stock Footprints served files through its web UI); ``fetch_attachments: false`` turns
+  that off. An attachment's key is the emulator's attachment id.
 * **Title**: an update's subject must carry the ticket's title. The connector reads it with
   getIssueDetails (which also proves the ticket exists). The email interface cannot rename
   a ticket, so a ``title`` in an update's fields is applied with one ``editIssue`` call
@@ -30,7 +36,8 @@ Choices made here:
   does not recognise a resent Message-ID, so a mail that may have arrived is never resent
   here, and the failure is reported as RemoteUnavailable for the worker to judge). For
   MRWebServices, when the request failed on a reused connection without any answer: the
-  calls made here are reads (getIssueDetails, search) or a rename to a given title, so
+  calls made here are reads (getIssueDetails, getAttachment, search) or a rename to a
+  given title, so
   repeating one changes nothing. Timeouts are never retried here. A failure on a new
   connection is reported as before.
 * **Proxies**: MRWebServices honours the ``http_proxy``/``https_proxy``/``no_proxy``
@@ -57,6 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ticketbridge.codecs import mrwebservices as mrws
 from ticketbridge.codecs.footprints_mail import (
+    attachment_name,
     canonical_label,
     decode_field_name,
     encode_create,
@@ -72,6 +80,7 @@ from ticketbridge.errors import (
 )
 from ticketbridge.model import (
     AddAttachment,
+    Attachment,
     Comment,
     Contact,
     CreateTicket,
@@ -106,6 +115,8 @@ class FootprintsSettings(BaseModel):
     submitter: str = "ggus"  # the Footprints user named in SOAP writes (title changes)
     timeout: float = Field(30, gt=0)
     ticket_url: str = "https://ticket.example.org/{id}"
+    #: Whether :meth:`FootprintsConnector.fetch` downloads attachments (getAttachment).
+    fetch_attachments: bool = True
 
     @field_validator("soap_url")
     @classmethod
@@ -115,8 +126,17 @@ class FootprintsSettings(BaseModel):
         return value
 
 
-def message_id_for(op: CreateTicket | UpdateTicket, *, project: int, domain: str) -> str:
+def message_id_for(op: Operation, *, project: int, domain: str) -> str:
     """The Message-ID of the mail carrying ``op``: the same operation, the same Message-ID."""
+    if isinstance(op, AddAttachment):
+        item = op.attachment
+        digest = hashlib.sha256(json.dumps({
+            "helpdesk": op.helpdesk, "project": project, "target": f"issue={op.ticket_id}",
+            "key": item.key, "name": item.name, "content_type": item.content_type,
+            "author": item.author, "created": item.created.isoformat() if item.created else "",
+            "data": hashlib.sha256(item.data).hexdigest(),
+        }, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
+        return f"<tb.attachment.{digest}@{domain}>"
     if isinstance(op, CreateTicket):
         kind, target = "create", f"key={op.correlation_key}"
         content: dict[str, object] = {"title": op.title, "description": op.description}
@@ -159,16 +179,12 @@ class FootprintsConnector:
     # -- TargetConnector -----------------------------------------------------------------
 
     def apply(self, op: Operation) -> Receipt:
-        """Mail a create or an update; see the module docstring for the details.
+        """Mail a create, an update or an attachment; see the module docstring.
 
         A create answers ``Receipt(ticket_id=None)``: the number is learnt by
         :meth:`find_by_correlation`. Raises RemoteUnavailable, RemoteRejected or
         RemoteAuthFailed.
         """
-        if isinstance(op, AddAttachment):
-            raise RemoteRejected(
-                self.name, "attachments are not supported by the footprints-mail connector"
-            )
         msg, key = self._mail(op)
         recipients = [self.settings.incoming_address]
         with _translate(self.name, "SMTP"):
@@ -180,6 +196,14 @@ class FootprintsConnector:
                 ticket_id=None,
                 idempotency_key=key,
                 detail=f"create mailed to {self.settings.incoming_address}",
+            )
+        if isinstance(op, AddAttachment):
+            name = attachment_name(op.attachment.name)
+            return Receipt(
+                ticket_id=op.ticket_id,
+                idempotency_key=key,
+                detail=f"attachment {name!r} ({len(op.attachment.data)} bytes) mailed to "
+                f"{self.settings.incoming_address}",
             )
         return Receipt(
             ticket_id=op.ticket_id,
@@ -206,7 +230,10 @@ class FootprintsConnector:
     def fetch(self, ticket_id: str) -> Ticket:
         """The issue as a snapshot. Raises RemoteRejected when it does not exist."""
         details = self._details(ticket_id)
-        return self._ticket(details)
+        attachments: tuple[Attachment, ...] = ()
+        if self.settings.fetch_attachments:
+            attachments = tuple(self._attachment(details.mrid, a) for a in details.attachments)
+        return self._ticket(details, attachments)
 
     def close(self) -> None:
         """Close the kept connections of every thread (a later call opens new ones)."""
@@ -238,9 +265,11 @@ class FootprintsConnector:
             msg, sender=self.settings.sender, recipients=recipients
         )
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+    def _post(
+        self, body: bytes, headers: dict[str, str], limit: int = mrws.MAX_DOCUMENT_BYTES
+    ) -> tuple[int, str, bytes]:
         """POST to the SOAP endpoint over this thread's kept connection: status, reason,
-        body (at most MAX_DOCUMENT_BYTES + 1 bytes)."""
+        body (at most ``limit`` + 1 bytes)."""
         mine = self._connections()
         conn = mine.http
         reused = conn is not None
@@ -252,7 +281,7 @@ class FootprintsConnector:
             try:
                 conn.request("POST", target.request_uri, body=body, headers=headers)
                 response = conn.getresponse()
-                payload = response.read(mrws.MAX_DOCUMENT_BYTES + 1)
+                payload = response.read(limit + 1)
             except (http.client.HTTPException, OSError) as exc:
                 mine.drop_http()
                 if not (reused and _stale(exc)):
@@ -261,7 +290,7 @@ class FootprintsConnector:
                 continue
             if (
                 response.will_close
-                or len(payload) > mrws.MAX_DOCUMENT_BYTES
+                or len(payload) > limit
                 or not response.isclosed()
             ):
                 mine.drop_http()  # not reusable: closing, or a body left unread
@@ -274,7 +303,7 @@ class FootprintsConnector:
     def _password(self) -> str:
         return self.settings.password.get_secret_value()
 
-    def _mail(self, op: CreateTicket | UpdateTicket) -> tuple[EmailMessage, str]:
+    def _mail(self, op: Operation) -> tuple[EmailMessage, str]:
         domain = self.settings.sender.rpartition("@")[2].strip("> ") or "ticketbridge.invalid"
         key = message_id_for(op, project=self.settings.project, domain=domain)
         now = datetime.now(UTC)
@@ -285,6 +314,20 @@ class FootprintsConnector:
                 sender=self.settings.sender,
                 message_id=key,
                 date=now,
+            )
+            return msg, key
+        if isinstance(op, AddAttachment):
+            # Read first, as for an update: proves the issue exists, gives its title.
+            details = self._details(op.ticket_id)
+            msg = encode_update(
+                UpdateTicket(helpdesk=op.helpdesk, ticket_id=op.ticket_id),
+                project=self.settings.project,
+                title=details.title,
+                to=self.settings.incoming_address,
+                sender=self.settings.sender,
+                message_id=key,
+                date=now,
+                attachments=[op.attachment],
             )
             return msg, key
         fields = dict(op.fields)
@@ -332,21 +375,51 @@ class FootprintsConnector:
         with _translate(self.name, "getIssueDetails answer"):
             return mrws.IssueDetails.from_soap(result)
 
-    def _call(self, method: str, body: bytes) -> mrws.SoapValue:
+    def _attachment(self, mrid: int, info: mrws.AttachmentInfo) -> Attachment:
+        """One file of an issue, its bytes read with getAttachment."""
+        method, body = mrws.get_attachment(
+            self.settings.user, self._password, self.settings.project, mrid, info.id
+        )
+        data = self._call(
+            method, body, binary=True, limit=mrws.attachment_response_limit(info.size)
+        )
+        if not isinstance(data, bytes):
+            raise RemoteUnavailable(
+                self.name, f"getAttachment {info.id}: the answer is not base64 data"
+            )
+        return Attachment(
+            key=str(info.id),
+            name=info.name,
+            data=data,
+            content_type=info.content_type or "application/octet-stream",
+            author=info.author,
+            created=info.created,
+        )
+
+    def _call(
+        self,
+        method: str,
+        body: bytes,
+        *,
+        binary: bool = False,
+        limit: int = mrws.MAX_DOCUMENT_BYTES,
+    ) -> mrws.SoapValue:
         headers = {
             "Content-Type": 'text/xml; charset="utf-8"',
             "SOAPAction": mrws.soap_action(method),
         }
         with _translate(self.name, method):
-            status, reason, payload = self._post(body, headers)
+            status, reason, payload = self._post(body, headers, limit)
             # SOAP 1.1 answers faults with HTTP 500 and a fault envelope.
             if not 200 <= status < 300 and not payload.lstrip().startswith(b"<"):
                 raise _HttpError(status, reason)
-            return mrws.parse_response(payload)
+            return mrws.parse_response(payload, max_bytes=limit, binary=binary)
 
     # -- snapshots -----------------------------------------------------------------------
 
-    def _ticket(self, details: mrws.IssueDetails) -> Ticket:
+    def _ticket(
+        self, details: mrws.IssueDetails, attachments: tuple[Attachment, ...] = ()
+    ) -> Ticket:
         fields: dict[str, str] = {}
         for column, value in details.fields.items():
             fields[canonical_label(column) or decode_field_name(column)] = value
@@ -372,6 +445,7 @@ class FootprintsConnector:
             submitter=contact,
             fields={k: v for k, v in fields.items() if v},
             comments=comments,
+            attachments=attachments,
             modified=details.modified,
             created=details.created,
         )

@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from ticketbridge.codecs.footprints_mail import (
     INTERNAL_DESCRIPTION,
     KNOWN_FIELDS,
+    MailAttachment,
+    attachment_name,
     canonical_label,
+    content_type,
     decode_field_name,
     decode_submission,
     encode_create,
@@ -22,7 +25,7 @@ from ticketbridge.codecs.footprints_mail import (
     encode_update,
     parse_notification_subject,
 )
-from ticketbridge.model import Comment, CreateTicket, UpdateTicket, Visibility
+from ticketbridge.model import Attachment, Comment, CreateTicket, UpdateTicket, Visibility
 
 WHEN = datetime(2013, 5, 2, 10, 0, 0, tzinfo=UTC)
 
@@ -344,3 +347,136 @@ def test_round_trip_create_to_submission(
             for line in _lines(body):
                 assert line in internal_lines
     assert set(sub.fields) == set(expected) | ({INTERNAL_DESCRIPTION} if internal_bodies else set())
+
+
+# --- attachments -----------------------------------------------------------------------
+
+_CONTENT_TYPES = st.sampled_from(
+    ["text/plain", "application/octet-stream", "application/pdf", "image/png", "text/x-log"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    files=st.lists(
+        st.tuples(st.text(max_size=120), st.binary(max_size=400), _CONTENT_TYPES), max_size=3
+    ),
+    comment=_text,
+)
+def test_round_trip_update_with_attachments(
+    files: list[tuple[str, bytes, str]], comment: str
+) -> None:
+    op = UpdateTicket("goc", "12", comments=(Comment("c1", comment),) if comment else ())
+    msg = encode_update(
+        op, project=71, title="CE down", to="fp-incoming@goc.example.org",
+        sender="ggus@ggus.example.org", message_id="<m2@ggus.example.org>", date=WHEN,
+        attachments=[Attachment(f"a{i}", n, d, t) for i, (n, d, t) in enumerate(files)],
+    )
+    raw = msg.as_bytes()
+    assert max(len(line) for line in raw.split(b"\n")) <= 998  # SMTP's line limit
+    sub = decode_submission(_wire(msg))
+    assert (sub.issue, sub.project) == (12, 71)
+    assert sub.attachments == tuple(
+        MailAttachment(attachment_name(n), t, d) for n, d, t in files)
+    assert _lines(sub.text) == _lines(comment)
+
+
+@settings(max_examples=100, deadline=None)
+@given(files=st.lists(st.tuples(st.text(max_size=60), st.binary(max_size=200)), max_size=2))
+def test_round_trip_create_with_attachments(files: list[tuple[str, bytes]]) -> None:
+    msg = encode_create(
+        _create(), to="fp-incoming@goc.example.org", sender="ggus@ggus.example.org",
+        message_id="<m1@ggus.example.org>", date=WHEN,
+        attachments=[Attachment(f"a{i}", n, d) for i, (n, d) in enumerate(files)],
+    )
+    sub = decode_submission(_wire(msg))
+    assert sub.issue is None and sub.text == "The CE refuses jobs."
+    assert sub.fields["Originating Ticket Number"] == "40637"
+    assert sub.attachments == tuple(
+        MailAttachment(attachment_name(n), "application/octet-stream", d) for n, d in files)
+
+
+def test_an_attachment_alone_is_an_update_mail_with_empty_text() -> None:
+    msg = encode_update(
+        UpdateTicket("goc", "7"), project=71, title="", to="fp@x.org", sender="tb@x.org",
+        message_id="<a@x.org>", date=WHEN,
+        attachments=[Attachment("k", "log.txt", b"hello", "text/plain")])
+    assert "ISSUE=7 PROJ=71" in msg["Subject"]
+    assert msg.get_content_type() == "multipart/mixed"
+    body, part = msg.iter_parts()
+    assert body.get_content().strip() == ""
+    assert part.get_content_disposition() == "attachment"
+    assert part["Content-Transfer-Encoding"] == "base64"
+    sub = decode_submission(_wire(msg))
+    assert (sub.text, sub.fields) == ("", {})
+    assert sub.attachments == (MailAttachment("log.txt", "text/plain", b"hello"),)
+
+
+@pytest.mark.parametrize(
+    ("name", "cleaned"),
+    [
+        ("report.txt\n", "report.txt"),
+        ("  report.txt \r\n\n", "report.txt"),
+        ("C:\\logs\\gatekeeper.log", "C:_logs_gatekeeper.log"),
+        ("../../etc/passwd", ".._.._etc_passwd"),
+        ("tab\there", "tab_here"),
+        ("nul\x00byte", "nul_byte"),
+        ("\n \t", "attachment"),
+        ("", "attachment"),
+        ("Ergebnis März.pdf", "Ergebnis März.pdf"),
+    ],
+)
+def test_attachment_names_are_cleaned(name: str, cleaned: str) -> None:
+    assert attachment_name(name) == cleaned
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_attachment_name_is_idempotent_and_safe(name: str) -> None:
+    once = attachment_name(name)
+    assert attachment_name(once) == once
+    assert once and once == once.strip()
+    assert "/" not in once and "\\" not in once
+    assert not any(ord(ch) < 32 or ch in "\x7f\ufffe\uffff" for ch in once)
+
+
+@pytest.mark.parametrize(
+    ("given_type", "expected"),
+    [("text/plain", "text/plain"), ("Text/PLAIN; charset=utf-8", "text/plain"),
+     ("image/svg+xml", "image/svg+xml"), ("", "application/octet-stream"),
+     ("nonsense", "application/octet-stream"), ("a/b/c", "application/octet-stream")],
+)
+def test_content_types_are_normalised(given_type: str, expected: str) -> None:
+    assert content_type(given_type) == expected
+
+
+def test_a_message_type_travels_as_plain_data_so_the_bytes_arrive_exactly() -> None:
+    data = b"From: a@b\r\nSubject: x\r\n\r\nbody\r\n"
+    msg = encode_update(
+        UpdateTicket("goc", "7"), project=71, title="t", to="fp@x.org", sender="tb@x.org",
+        message_id="<a@x.org>", date=WHEN,
+        attachments=[Attachment("k", "fwd.eml", data, "message/rfc822")])
+    (got,) = decode_submission(_wire(msg)).attachments
+    assert (got.name, got.data, got.content_type) == (
+        "fwd.eml", data, "application/octet-stream")
+
+
+def test_decoding_mails_from_other_mailers() -> None:
+    # A named inline text part is a file, not the body; an attached mail is one file.
+    raw = (
+        b"From: a@b.org\r\nSubject: Re: x ISSUE=3 PROJ=71\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: multipart/alternative; boundary=\"C\"\r\n\r\n"
+        b"--C\r\nContent-Type: text/plain\r\n\r\nthe text\r\n"
+        b"--C\r\nContent-Type: text/html\r\n\r\n<p>the text</p>\r\n--C--\r\n"
+        b"--B\r\nContent-Type: text/plain; name=notes.txt\r\n"
+        b"Content-Disposition: inline; filename=notes.txt\r\n\r\nnotes\r\n"
+        b"--B\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"From: c@d.org\r\nSubject: inner\r\n\r\ninner body\r\n"
+        b"--B--\r\n"
+    )
+    sub = decode_submission(email.message_from_bytes(raw, policy=email.policy.default))
+    assert sub.text == "the text"
+    notes, inner = sub.attachments
+    assert notes == MailAttachment("notes.txt", "text/plain", b"notes")
+    assert (inner.name, inner.content_type) == ("message.eml", "message/rfc822")
+    assert b"inner body" in inner.data

@@ -171,3 +171,74 @@ def test_issue_details_are_typed_and_descriptions_unescaped() -> None:
     assert details.created == datetime(2013, 5, 1, 9, 0, 0, tzinfo=UTC)
     with pytest.raises(MalformedMessage):
         mrws.IssueDetails.from_soap(["not", "a", "struct"])
+
+
+# --- attachments (an emulator extension) ------------------------------------------------
+
+
+def test_bytes_travel_as_soap_enc_base64_and_come_back_as_bytes_when_asked() -> None:
+    data = bytes(range(256)) + b"]]>&<"
+    document = mrws.build_response("MRWebServices__getAttachment", data)
+    assert b'xsi:type="SOAP-ENC:base64"' in document
+    assert base64.b64encode(data) in document
+    assert mrws.parse_response(document, binary=True) == data
+    # Read as text (what Footprints' base64 strings are), the same value is UTF-8 text.
+    assert isinstance(mrws.parse_response(document), str)
+    assert mrws.parse_response(mrws.build_response("m", b""), binary=True) == b""
+
+
+def test_get_attachment_call_names_its_arguments() -> None:
+    method, body = mrws.get_attachment("goctx", "pw", 71, 12, 5)
+    assert method == "MRWebServices__getAttachment"
+    call = mrws.parse_call(body)
+    assert call.method == method and call.namespace == mrws.NAMESPACE
+    assert [name for name, _ in call.params] == [
+        "user", "password", "extrainfo", "projectID", "mrID", "attachmentID"]
+    assert (call.param(3, "projectID"), call.param(4, "mrID"),
+            call.param(5, "attachmentID")) == (71, 12, 5)
+    assert mrws.get_attachment("u", "p", 71, 1, 1, goc=True)[0] == (
+        "MRWebServices__getAttachment_goc")
+
+
+def test_an_attachment_answer_may_exceed_the_ordinary_limits_only_when_read_as_binary() -> None:
+    size = 10 * 1024 * 1024  # its base64 text is over 4 MiB and over libxml2's 10 MB node
+    document = mrws.build_response("MRWebServices__getAttachment", bytes(size))
+    limit = mrws.attachment_response_limit(size)
+    assert len(document) <= limit
+    with pytest.raises(UnsafeXML):
+        mrws.parse_response(document)
+    with pytest.raises(UnsafeXML):
+        mrws.parse_response(document, max_bytes=limit)  # text node too long
+    with pytest.raises(UnsafeXML):
+        mrws.parse_response(document, max_bytes=limit // 2, binary=True)
+    assert mrws.parse_response(document, max_bytes=limit, binary=True) == bytes(size)
+
+
+def test_attachment_response_limit_allows_line_broken_base64() -> None:
+    for size in (0, 1, 2, 3, 57, 1000, 2 * 1024 * 1024):
+        wrapped = base64.encodebytes(bytes(size))  # a line break every 76 characters
+        assert len(wrapped.replace(b"\n", b"\r\n")) + 1024 < mrws.attachment_response_limit(
+            size)
+
+
+def test_issue_details_list_attachments() -> None:
+    value: mrws.SoapValue = {
+        "mrID": 12, "projectID": 71, "title": "t", "priority": 4,
+        "attachments": [
+            {"id": 3, "name": "log.txt", "size": 14, "contentType": "text/plain",
+             "created": "2024-03-01 12:00:00", "author": "jane@ggus.example.org"},
+            {"id": "4", "name": "empty", "size": 0, "contentType": "", "created": ""},
+        ],
+    }
+    details = mrws.IssueDetails.from_soap(value)
+    assert details.attachments == (
+        mrws.AttachmentInfo(3, "log.txt", 14, "text/plain",
+                            datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC), "jane@ggus.example.org"),
+        mrws.AttachmentInfo(4, "empty", 0, "", None),
+    )
+    assert "attachments" not in details.fields
+    assert mrws.IssueDetails.from_soap({"mrID": 1}).attachments == ()
+    bad_values: list[mrws.SoapValue] = ["x", ["x"], [{"id": "not a number"}]]
+    for bad in bad_values:
+        with pytest.raises(MalformedMessage):
+            mrws.IssueDetails.from_soap({"mrID": 1, "attachments": bad})

@@ -14,7 +14,7 @@ from ticketbridge.sandbox.footprints.engine import (
     MailOutcome,
 )
 from ticketbridge.sandbox.footprints.sandbox import DEFAULT_AGENTS, FootprintsSandbox, serve
-from ticketbridge.sandbox.footprints.store import Entry, Issue, OutboxMail
+from ticketbridge.sandbox.footprints.store import Entry, Issue, OutboxMail, StoredAttachment
 
 __all__ = [
     "DEFAULT_AGENTS",
@@ -28,5 +28,6 @@ __all__ = [
     "Issue",
     "MailOutcome",
     "OutboxMail",
+    "StoredAttachment",
     "serve",
 ]

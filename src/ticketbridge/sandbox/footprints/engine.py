@@ -30,6 +30,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from ticketbridge.codecs import footprints_mail as fpmail
+from ticketbridge.codecs import mime
 from ticketbridge.codecs.footprints_mail import (
     INTERNAL_DESCRIPTION,
     UNTITLED,
@@ -60,6 +61,8 @@ STATUSES = ("Engineering", "Customer", "Network Administration", "Support Agency
 #: Priority numbers and their names.
 PRIORITIES = {1: "Critical", 2: "High", 3: "Elevated", 4: "Normal"}
 DEFAULT_PRIORITY = 4
+#: The largest file a mail may attach unless configured otherwise (10 MB).
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 #: Ticket types (project field ``Ticket__uType``); the first is the default.
 TICKET_TYPES = ("Problem/Request", "Security", "Security_Notification",
                 "User Certificate Request", "Host Certificate Request")
@@ -80,7 +83,7 @@ Clock = Callable[[], datetime]
 
 # Fold headers only past SMTP's line limit: the standard library's folding at 78 characters
 # can lose a space between two encoded words of a non-ASCII title.
-_MAIL_POLICY = email.policy.default.clone(max_line_length=998)
+_MAIL_POLICY = mime.POLICY.clone(max_line_length=998)  # memoised headers, else the default
 
 
 def _utcnow() -> datetime:
@@ -121,6 +124,7 @@ class _Changes:
     replace_ccs: list[str] | None = None
     text: str = ""
     internal_text: str = ""
+    attachments: list[fpmail.MailAttachment] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -137,6 +141,7 @@ class Footprints:
         agents: Mapping[str, str] | None = None,
         smarthost: tuple[str, int] | None = None,
         dedupe_message_ids: bool = True,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
         clock: Clock = _utcnow,
     ) -> None:
         self.store = store
@@ -146,6 +151,7 @@ class Footprints:
         self.agents = dict(agents or {})
         self.smarthost = smarthost
         self.dedupe_message_ids = dedupe_message_ids
+        self.max_attachment_bytes = max_attachment_bytes
         self.clock = clock
         self._lock = threading.RLock()  # one submission at a time, as Footprints' queue
 
@@ -153,7 +159,7 @@ class Footprints:
 
     def submit_mail(self, raw: bytes, envelope_sender: str = "") -> MailOutcome:
         """Process one mail sent to the incoming address (create, update or reject)."""
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = email.message_from_bytes(raw, policy=mime.POLICY)
         sub = fpmail.decode_submission(msg)
         sender = sub.sender or envelope_sender
         with self._lock, self.store.transaction():  # one transaction per mail
@@ -213,6 +219,12 @@ class Footprints:
 
     def _changes_from_mail(self, sub: Submission) -> _Changes:
         changes = _Changes(text=sub.text.strip("\n"), problems=list(sub.problems))
+        for item in sub.attachments:
+            if len(item.data) > self.max_attachment_bytes:
+                changes.problems.append(
+                    f"attachment {item.name!r} is {len(item.data)} bytes; the limit is "
+                    f"{self.max_attachment_bytes} bytes")
+            changes.attachments.append(item)
         for label, value in sub.fields.items():
             if label == "status":
                 changes.status = _status(value, changes.problems)
@@ -376,7 +388,24 @@ class Footprints:
         details["createtime"] = issue.created.strftime("%H:%M:%S")
         details["lastdate"] = issue.lastdate
         details["lasttime"] = issue.lasttime
+        # [R] Footprints listed files in its web UI; the emulator lists them here.
+        details["attachments"] = [
+            {"id": a.id, "name": a.name, "size": a.size, "contentType": a.content_type,
+             "created": a.created.strftime("%Y-%m-%d %H:%M:%S"), "author": a.author}
+            for a in issue.attachments
+        ]
         return details
+
+    def attachment_data(self, project: int, mrid: int, attachment_id: int) -> bytes:
+        """getAttachment (an emulator extension): the bytes of one file of an issue."""
+        if project != self.project:
+            raise FootprintsFault(f"project {project} does not exist")
+        found = self.store.attachment(mrid, attachment_id)
+        if found is None:
+            if self.store.issue(mrid) is None:
+                raise FootprintsFault(f"issue {mrid} does not exist in project {project}")
+            raise FootprintsFault(f"attachment {attachment_id} does not exist on issue {mrid}")
+        return found.data
 
     def search(self, query: str) -> list[dict[str, SoapValue]]:
         """search: rows of the selected columns for Footprints' SQL subset, by mrID."""
@@ -440,6 +469,9 @@ class Footprints:
         if changes.internal_text.strip():
             self.store.add_description(mrid, changes.internal_text, author=author,
                                        internal=True, when=now)
+        for item in changes.attachments:
+            self.store.add_attachment(mrid, name=item.name, content_type=item.content_type,
+                                      data=item.data, author=author, when=now)
 
     def _notifications(
         self, mrid: int, what: str, author: str, *, mail: SoapValue = None

@@ -20,7 +20,12 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ticketbridge.codecs.mrwebservices import ENDPOINT_PATH
-from ticketbridge.sandbox.footprints.engine import Clock, Footprints, _utcnow
+from ticketbridge.sandbox.footprints.engine import (
+    MAX_ATTACHMENT_BYTES,
+    Clock,
+    Footprints,
+    _utcnow,
+)
 from ticketbridge.sandbox.footprints.servers import SmtpDoor, SoapDoor
 from ticketbridge.sandbox.footprints.store import Issue, IssueStore, OutboxMail
 
@@ -53,6 +58,7 @@ class FootprintsSandbox:
         agents: Mapping[str, str] | None = None,
         dedupe_message_ids: bool = True,
         clock: Clock = _utcnow,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
     ) -> None:
         self.project = project
         self.user = user
@@ -70,6 +76,7 @@ class FootprintsSandbox:
             smarthost=smarthost,
             dedupe_message_ids=dedupe_message_ids,
             clock=clock,
+            max_attachment_bytes=max_attachment_bytes,
         )
         self._smtp: SmtpDoor | None = None
         self._soap: SoapDoor | None = None

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 MAX_MAIL_BYTES = 10 * 1024 * 1024
 #: How long the SOAP server keeps an idle HTTP connection open.
 KEEP_ALIVE_SECONDS = 60.0
-_METHODS = ("createIssue", "editIssue", "getIssueDetails", "search")
+_METHODS = ("createIssue", "editIssue", "getIssueDetails", "search", "getAttachment")
 
 
 # --- SMTP -------------------------------------------------------------------------------
@@ -88,7 +88,8 @@ class SmtpDoor:
     def __init__(self, engine: Footprints, port: int = 0) -> None:
         self._controller = _Controller(
             _MailHandler(engine), hostname="127.0.0.1", port=port,
-            data_size_limit=MAX_MAIL_BYTES,
+            # Room for a file over the attachment limit, so its sender gets the reply.
+            data_size_limit=max(MAX_MAIL_BYTES, 2 * engine.max_attachment_bytes + 2**20),
         )
 
     @property
@@ -234,6 +235,11 @@ class _SoapHandler(BaseHTTPRequestHandler):
             project = _number(call.param(3, "projectnumber"), "projectnumber")
             mrid = _number(call.param(4, "mrid"), "mrid")
             return engine.issue_details(project, mrid)
+        if base == "getAttachment":  # an emulator extension (docs/sandbox/footprints.md)
+            return engine.attachment_data(
+                _number(call.param(3, "projectID"), "projectID"),
+                _number(call.param(4, "mrID"), "mrID"),
+                _number(call.param(5, "attachmentID"), "attachmentID"))
         query = call.param(3, "query")
         if not isinstance(query, str):
             raise FootprintsFault("query must be a string")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ticketbridge.codecs.mrwebservices import format_stamp
 
-__all__ = ["Entry", "Issue", "IssueStore", "OutboxMail"]
+__all__ = ["Entry", "Issue", "IssueStore", "OutboxMail", "StoredAttachment"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issues (
@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS descriptions (
     entered   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS descriptions_mrid ON descriptions(mrid);
+CREATE TABLE IF NOT EXISTS attachments (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    mrid          INTEGER NOT NULL REFERENCES issues(mrid),
+    name          TEXT NOT NULL,
+    content_type  TEXT NOT NULL,
+    data          BLOB NOT NULL,
+    size          INTEGER NOT NULL,
+    author        TEXT NOT NULL,
+    created       TEXT NOT NULL       -- ISO 8601, UTC
+);
+CREATE INDEX IF NOT EXISTS attachments_mrid ON attachments(mrid);
 CREATE TABLE IF NOT EXISTS processed_messages (
     message_id  TEXT PRIMARY KEY,
     mrid        INTEGER,
@@ -94,6 +105,19 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    """One file attached to an issue: ``author`` is who sent it, ``created`` when (UTC)."""
+
+    id: int
+    name: str
+    content_type: str
+    data: bytes
+    size: int
+    author: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Issue:
     """One Footprints issue as the emulator holds it. ``descriptions`` are newest first."""
 
@@ -110,6 +134,7 @@ class Issue:
     descriptions: tuple[Entry, ...]
     created: datetime
     modified: datetime
+    attachments: tuple[StoredAttachment, ...] = ()  # oldest first
 
     @property
     def lastdate(self) -> str:
@@ -294,6 +319,29 @@ class IssueStore:
                 (mrid, data, author, int(internal), _iso(when)),
             )
 
+    def add_attachment(
+        self, mrid: int, *, name: str, content_type: str, data: bytes, author: str,
+        when: datetime,
+    ) -> int:
+        """Store one file of issue ``mrid``; returns its attachment id."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO attachments (mrid, name, content_type, data, size, author,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (mrid, name, content_type, data, len(data), author, _iso(when)),
+            )
+            row_id = cursor.lastrowid
+            assert row_id is not None
+            return row_id
+
+    def attachment(self, mrid: int, attachment_id: int) -> StoredAttachment | None:
+        """One file of issue ``mrid`` (None when that issue has no such file)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM attachments WHERE id = ? AND mrid = ?", (attachment_id, mrid)
+            ).fetchone()
+            return None if row is None else _stored_attachment(row)
+
     def issue(self, mrid: int) -> Issue | None:
         with self._lock:
             row = self._conn.execute("SELECT * FROM issues WHERE mrid = ?", (mrid,)).fetchone()
@@ -336,6 +384,12 @@ class IssueStore:
             ),
             created=_time(row["created"]),
             modified=_time(row["modified"]),
+            attachments=tuple(
+                _stored_attachment(a)
+                for a in self._conn.execute(
+                    "SELECT * FROM attachments WHERE mrid = ? ORDER BY id", (row["mrid"],)
+                ).fetchall()
+            ),
         )
 
     # -- processed messages --------------------------------------------------------------
@@ -404,3 +458,11 @@ class IssueStore:
             )
             for r in rows
         ]
+
+
+def _stored_attachment(row: sqlite3.Row) -> StoredAttachment:
+    return StoredAttachment(
+        id=row["id"], name=row["name"], content_type=row["content_type"],
+        data=bytes(row["data"]), size=row["size"], author=row["author"],
+        created=_time(row["created"]),
+    )
