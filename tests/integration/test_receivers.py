@@ -940,3 +940,56 @@ def test_settings_hide_the_password() -> None:
     s = parse_receiver_settings({"kind": "pop3", "host": "h", "user": "u", "password": "secret"})
     assert "secret" not in repr(s)
     assert s.kind == "pop3" and s.tls == "ssl" and s.poll_interval == 5.0
+
+
+# -- batches: one durable transaction for several messages ---------------------------------
+
+
+@dataclass
+class BatchRecordingSink(RecordingSink):
+    """A BatchSink: a batch holding a refused message is refused as a whole."""
+
+    batches: list[list[str]] = field(default_factory=list)
+
+    def batch(self, messages: list[tuple[bytes, str]]) -> None:
+        ids = [message_id(raw) for raw, _ in messages]
+        if self.refuse & set(ids):
+            raise RuntimeError("a message of the batch cannot be stored")
+        self.batches.append(ids)
+        for found, (raw, source_id) in zip(ids, messages, strict=True):
+            self.stored.append((found, source_id, raw))
+
+
+def test_maildir_hands_waiting_messages_over_as_one_batch(tmp_path: Path) -> None:
+    src = MaildirSource(tmp_path / "Maildir")
+    for n in range(5):
+        src.deliver(make_message(n))
+    sink = BatchRecordingSink()
+    rx = src.receiver(MemoryState())
+    assert rx.poll(sink) == 5
+    assert sink.batches == [[mid(n) for n in range(5)]]
+    assert rx.poll(sink) == 0  # all acknowledged
+
+
+def test_a_refused_batch_is_handed_over_one_by_one(tmp_path: Path) -> None:
+    src = MaildirSource(tmp_path / "Maildir")
+    for n in range(4):
+        src.deliver(make_message(n))
+    sink = BatchRecordingSink(refuse={mid(2)})
+    rx = src.receiver(MemoryState())
+    assert rx.poll(sink) == 3  # the others are stored one at a time and acknowledged
+    assert sink.batches == [] and sink.ids == [mid(0), mid(1), mid(3)]
+    sink.refuse.clear()
+    assert rx.poll(sink) == 1  # the refused one was not acknowledged
+    assert sink.ids[-1] == mid(2)
+
+
+def test_batches_are_bounded(tmp_path: Path) -> None:
+    from ticketbridge.runtime.receivers.maildir import BATCH
+
+    src = MaildirSource(tmp_path / "Maildir")
+    for n in range(BATCH + 3):
+        src.deliver(make_message(n))
+    sink = BatchRecordingSink()
+    assert src.receiver(MemoryState()).poll(sink) == BATCH + 3
+    assert [len(b) for b in sink.batches] == [BATCH, 3]

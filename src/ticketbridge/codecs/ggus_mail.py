@@ -258,11 +258,8 @@ def trigger_key(raw: bytes) -> str | None:
     Cheap and total: it never raises; anything unreadable gives None.
     """
     try:
-        head = raw[:_HEADER_SCAN]
-        ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
-        if ends:
-            head = head[: min(ends)]
-        msg = BytesHeaderParser(policy=policy.default).parsebytes(head)
+        head = mime.header_block(raw, _HEADER_SCAN)
+        msg = BytesHeaderParser(policy=mime.POLICY).parsebytes(head)
         return ggus_id_from_subject(mime.decoded_subject(msg))
     except Exception:
         return None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ticketbridge.codecs import mime
 from ticketbridge.config.settings import Settings
@@ -24,11 +25,11 @@ from ticketbridge.exchange.retry import RetryPolicy
 from ticketbridge.runtime.executor import Executor
 from ticketbridge.runtime.outcome import Clock, utcnow
 from ticketbridge.runtime.pollers import RestPoller
-from ticketbridge.runtime.receivers.base import Receiver, Sink, run_until_stopped
+from ticketbridge.runtime.receivers.base import BatchSink, Receiver, run_until_stopped
 from ticketbridge.runtime.receivers.settings import build_receiver
 from ticketbridge.runtime.triggers import trigger_key
 from ticketbridge.runtime.worker import Report, Worker, worker_name
-from ticketbridge.store import Store
+from ticketbridge.store import Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -54,52 +55,87 @@ def inspect_message(raw: bytes, max_bytes: int) -> tuple[str, str | None]:
 
     A mail too large to parse is not judged here: it is stored and the worker
     quarantines it with the reason.
+
+    Only the header block is parsed, unless the mail is a multipart or encapsulates a
+    message: then a bounce may hide in one of its parts (``message/delivery-status``),
+    and the whole mail is parsed, as :func:`mime.auto_reply_reason` needs.
     """
     try:
-        msg = mime.parse_message(raw, max_bytes=max_bytes)
+        msg = mime.parse_headers(raw, max_bytes=max_bytes)
+        if msg.get_content_maintype() in ("multipart", "message"):
+            msg = mime.parse_message(raw, max_bytes=max_bytes)
     except BadInput:
         return f"<sha256-{hashlib.sha256(raw).hexdigest()}@ticketbridge.invalid>", None
     return mime.message_id(msg, raw), mime.auto_reply_reason(msg)
 
 
+class _IntakeSink:
+    """The sink of one receiver: one message at a time, or a batch in one transaction."""
+
+    def __init__(self, intake: Intake, receiver: str, helpdesk: str) -> None:
+        self._intake, self._receiver, self._helpdesk = intake, receiver, helpdesk
+
+    def __call__(self, raw: bytes, source_id: str) -> None:
+        self._intake.accept(self._receiver, self._helpdesk, raw)
+
+    def batch(self, messages: Sequence[tuple[bytes, str]]) -> None:
+        self._intake.accept_batch(self._receiver, self._helpdesk, [raw for raw, _ in messages])
+
+
 @dataclass
 class Intake:
-    """The sink every receiver hands its messages to: store first, acknowledge after."""
+    """The sink every receiver hands its messages to: store first, acknowledge after.
+
+    A receiver with several messages at hand passes them as a batch
+    (:meth:`accept_batch`): they are stored in one durable transaction, one fsync for
+    all, before any of them is acknowledged.
+    """
 
     store: Store
     settings: Settings
     clock: Clock = utcnow
     wake: threading.Event = field(default_factory=threading.Event)
 
-    def sink_for(self, receiver: str) -> Sink:
-        helpdesk = self.settings.receivers[receiver].helpdesk
-
-        def sink(raw: bytes, source_id: str) -> None:
-            self.accept(receiver, helpdesk, raw)
-
-        return sink
+    def sink_for(self, receiver: str) -> BatchSink:
+        return _IntakeSink(self, receiver, self.settings.receivers[receiver].helpdesk)
 
     def accept(self, receiver: str, helpdesk: str, raw: bytes) -> None:
         """Store one raw message durably (or record it as ignored) and wake the worker."""
+        self.accept_batch(receiver, helpdesk, [raw])
+
+    def accept_batch(self, receiver: str, helpdesk: str, raws: Sequence[bytes]) -> None:
+        """Store raw messages durably, all in one transaction, and wake the worker.
+
+        Returns after the commit (and its fsync); raises, storing none of them, if one
+        cannot be stored.
+        """
         now = self.clock()
+        with self.store.transaction(durable=True) as tx:
+            stored = [self._store(tx, receiver, helpdesk, raw, now) for raw in raws]
+        if any(stored):
+            self.wake.set()
+
+    def _store(
+        self, tx: Transaction, receiver: str, helpdesk: str, raw: bytes, now: datetime
+    ) -> bool:
+        """Store one message in ``tx``; True when it made a new job."""
         message_id, reason = inspect_message(raw, self.settings.max_message_bytes(helpdesk))
         if reason is not None:
-            self.store.record_ignored(
+            tx.record_ignored(
                 source=receiver, raw=raw, message_id=message_id, reason=reason, received_at=now
             )
-            return
+            return False
         key = trigger_key(raw, helpdesk, self.settings)
         if key is not None:
             # Triggers from both sides of a link share one key, so they run in order.
             side, _, ticket_id = key.partition(":")
-            link = self.store.find_link_by_ref(side, ticket_id)
+            link = tx.find_link_by_ref(side, ticket_id)
             if link is not None:
                 key = f"{link.a_helpdesk}:{link.a_id}"
-        result = self.store.receive(
+        result = tx.receive(
             source=receiver, raw=raw, message_id=message_id, key=key, received_at=now
         )
-        if not result.duplicate:
-            self.wake.set()
+        return not result.duplicate
 
 
 class App:

@@ -34,8 +34,9 @@ used (``Store.open(url, clock=...)`` to inject one in tests); job claiming and l
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -234,6 +235,17 @@ class _Operations:
     def complete_job(self, job_id: int, worker: str) -> bool:
         """Mark the job done; False (nothing changed) if ``worker`` lost it."""
         return self._write(_jobs.complete, job_id, worker, now=self._clock())
+
+    def complete_and_claim(
+        self, job_id: int, worker: str, *, lease: timedelta, now: datetime
+    ) -> tuple[bool, Job | None]:
+        """:meth:`complete_job`, then :meth:`claim_job`, in one transaction.
+
+        The same as the two calls one after the other, for one commit instead of two.
+        """
+        return self._write(
+            _complete_and_claim, job_id, worker, lease=lease, now=now, done_at=self._clock()
+        )
 
     def retry_job_later(
         self, job_id: int, worker: str, *, error: str, not_before: datetime
@@ -463,6 +475,19 @@ class _Operations:
         self._write(_receivers.save, name, data, now=self._clock())
 
 
+def _complete_and_claim(
+    conn: Connection,
+    job_id: int,
+    worker: str,
+    *,
+    lease: timedelta,
+    now: datetime,
+    done_at: datetime,
+) -> tuple[bool, Job | None]:
+    done = _jobs.complete(conn, job_id, worker, now=done_at)
+    return done, _jobs.claim(conn, worker, lease=lease, now=now)
+
+
 class Transaction(_Operations):
     """The store's operations inside one open transaction (see :meth:`Store.transaction`).
 
@@ -499,6 +524,12 @@ class Store(_Operations):
         """Wrap an engine made by :func:`ticketbridge.store.db.create_engine` (no migration)."""
         self.engine = engine
         self._clock = clock
+        # SQLite has one writer at a time. Threads of this process queue for it here,
+        # and are woken the moment it is free; SQLite's own busy handler (still what
+        # other processes wait on) sleeps in steps of up to 100 ms between tries.
+        self._writer: AbstractContextManager[object] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @classmethod
     def open(cls, url: str, *, clock: Clock = utcnow) -> Store:
@@ -533,7 +564,7 @@ class Store(_Operations):
         block's exit returns) if it ran :meth:`receive`, :meth:`record_ignored` or created
         a ``pending`` link.
         """
-        with self.engine.connect() as conn:
+        with self._writer, self.engine.connect() as conn:
             if durable:
                 conn.execution_options(**{DURABLE: True})
             with conn.begin():
@@ -541,6 +572,17 @@ class Store(_Operations):
                 yield tx
         if tx.needs_sync:
             self.sync()
+
+    @contextmanager
+    def reading(self) -> Iterator[Transaction]:
+        """One read-only transaction (one snapshot) for several reads.
+
+        Only the reading methods of the :class:`Transaction` may be used in it.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield Transaction(conn, self._clock)
 
     def sync(self) -> None:
         """Make every write committed so far durable, power loss included.
@@ -554,13 +596,13 @@ class Store(_Operations):
     def _write(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        with self.engine.begin() as conn:
+        with self._writer, self.engine.begin() as conn:
             return fn(conn, *args, **kwargs)
 
     def _write_durable(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        with self.engine.connect() as conn:
+        with self._writer, self.engine.connect() as conn:
             conn.execution_options(**{DURABLE: True})
             with conn.begin():
                 return fn(conn, *args, **kwargs)

@@ -35,6 +35,10 @@ class AuditEvent:
     detail: Mapping[str, Any]  #: structured facts; JSON-serialisable
 
 
+# Built once: building the statement per event costs more than running it.
+_RECORD = sa.insert(audit_table).returning(audit_table.c.id)
+
+
 def record(
     conn: Connection,
     *,
@@ -49,22 +53,18 @@ def record(
     job_id: int | None = None,
 ) -> int:
     """Append one event and return its id."""
-    statement = (
-        sa.insert(audit_table)
-        .values(
-            at=at,
-            helpdesk=helpdesk,
-            ticket_id=ticket_id,
-            kind=kind,
-            summary=summary,
-            detail=dict(detail or {}),
-            link_id=link_id,
-            inbox_id=inbox_id,
-            job_id=job_id,
-        )
-        .returning(audit_table.c.id)
-    )
-    return int(conn.execute(statement).scalar_one())
+    values = {
+        "at": at,
+        "helpdesk": helpdesk,
+        "ticket_id": ticket_id,
+        "kind": kind,
+        "summary": summary,
+        "detail": dict(detail or {}),
+        "link_id": link_id,
+        "inbox_id": inbox_id,
+        "job_id": job_id,
+    }
+    return int(conn.execute(_RECORD, values).scalar_one())
 
 
 def timeline(conn: Connection, helpdesk: str, ticket_id: str) -> list[AuditEvent]:

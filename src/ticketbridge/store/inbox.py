@@ -67,6 +67,12 @@ def ref_of_key(key: str | None) -> TicketRef | None:
         return None
 
 
+# Statements built once (building them per call costs more than running them).
+_INSERT = sa.insert(inbox).returning(inbox.c.id)
+_GET = sa.select(inbox).where(inbox.c.id == sa.bindparam("inbox_id_", type_=sa.Integer()))
+_SET_STATE = sa.update(inbox).where(inbox.c.id == sa.bindparam("inbox_id_", type_=sa.Integer()))
+
+
 def _insert(
     conn: Connection,
     *,
@@ -95,7 +101,7 @@ def _insert(
     try:
         # A savepoint, so that a duplicate leaves the surrounding transaction usable.
         with conn.begin_nested():
-            inserted = conn.execute(sa.insert(inbox).values(values).returning(inbox.c.id))
+            inserted = conn.execute(_INSERT, values)
             return int(inserted.scalar_one()), False
     except IntegrityError:
         same = inbox.c.digest == digest
@@ -190,7 +196,7 @@ def record_ignored(
 
 def get(conn: Connection, inbox_id: int) -> InboxEntry:
     """The entry with its raw bytes. Raises NotFound."""
-    row = conn.execute(sa.select(inbox).where(inbox.c.id == inbox_id)).mappings().first()
+    row = conn.execute(_GET, {"inbox_id_": inbox_id}).mappings().first()
     if row is None:
         raise NotFound(f"no inbox entry {inbox_id}")
     return _entry(row)
@@ -230,7 +236,8 @@ def set_state(
         values["helpdesk"] = helpdesk
     if ticket_id is not None:
         values["ticket_id"] = ticket_id
-    result = conn.execute(sa.update(inbox).where(inbox.c.id == inbox_id).values(values))
+    values["inbox_id_"] = inbox_id
+    result = conn.execute(_SET_STATE, values)
     if result.rowcount != 1:
         raise NotFound(f"no inbox entry {inbox_id}")
 

@@ -128,23 +128,19 @@ def enqueue(
     The job is the head of its key's line when the key has no unfinished job.
     """
     _lock_head(conn, key)
-    head = conn.execute(sa.select(~sa.exists().where(_unfinished_of(jobs, key)))).scalar_one()
-    statement = (
-        sa.insert(jobs)
-        .values(
-            kind=kind,
-            key=key,
-            head=bool(head),
-            state=JobState.PENDING,
-            attempts=0,
-            inbox_id=inbox_id,
-            not_before=not_before,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(jobs.c.id)
-    )
-    return int(conn.execute(statement).scalar_one())
+    head = conn.execute(_NO_UNFINISHED, {"key": key}).scalar_one()
+    values = {
+        "kind": kind,
+        "key": key,
+        "head": bool(head),
+        "state": JobState.PENDING,
+        "attempts": 0,
+        "inbox_id": inbox_id,
+        "not_before": not_before,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return int(conn.execute(_ENQUEUE, values).scalar_one())
 
 
 def _is(column: sa.ColumnElement[str], *states: JobState) -> sa.ColumnElement[bool]:
@@ -288,6 +284,8 @@ def _lock_head(conn: Connection, key: str) -> None:
 
 
 _KEY = sa.bindparam("key", type_=sa.String())
+_NO_UNFINISHED = sa.select(~sa.exists().where(_unfinished_of(jobs, _KEY)))
+_ENQUEUE = sa.insert(jobs).returning(jobs.c.id)
 _FIRST_UNFINISHED = (
     sa.select(jobs.c.id).where(_unfinished_of(jobs, _KEY)).order_by(jobs.c.id).limit(1)
 )
@@ -311,12 +309,8 @@ def heartbeat(
     conn: Connection, job_id: int, worker: str, *, lease: timedelta, now: datetime
 ) -> bool:
     """Extend ``worker``'s lease to ``now + lease``; False if the worker no longer holds it."""
-    result = conn.execute(
-        sa.update(jobs)
-        .where(_held_by(job_id, worker))
-        .values(lease_until=now + lease, updated_at=now)
-    )
-    return result.rowcount == 1
+    params = {"job_id": job_id, "worker": worker, "until": now + lease, "now": now}
+    return conn.execute(_HEARTBEAT, params).rowcount == 1
 
 
 _HELD = sa.and_(
@@ -325,6 +319,11 @@ _HELD = sa.and_(
     jobs.c.lease_owner == sa.bindparam("worker", type_=sa.String()),
 )
 _HELD_KEY = sa.select(jobs.c.key).where(_HELD)
+_HEARTBEAT = (
+    sa.update(jobs)
+    .where(_HELD)
+    .values(lease_until=sa.bindparam("until", type_=jobs.c.lease_until.type), updated_at=_NOW)
+)
 _COMPLETE = (
     sa.update(jobs)
     .where(_HELD)

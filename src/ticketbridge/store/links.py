@@ -73,6 +73,47 @@ class LinkRecord:
         return None if self.b_id is None else TicketRef(self.b_helpdesk, self.b_id)
 
 
+# Statements built once (building them per call costs more than running them).
+_LINK_ID = sa.bindparam("link_id_", type_=sa.Integer())
+_INSERT = sa.insert(links).returning(*links.c)
+_GET = sa.select(links).where(links.c.id == _LINK_ID)
+_FIND = (
+    sa.select(links)
+    .where(
+        links.c.exchange == sa.bindparam("exchange_", type_=sa.String()),
+        links.c.a_helpdesk == sa.bindparam("a_helpdesk_", type_=sa.String()),
+        links.c.a_id == sa.bindparam("a_id_", type_=sa.String()),
+    )
+    .limit(1)
+)
+_UPDATE = sa.update(links).where(links.c.id == _LINK_ID).returning(*links.c)
+_COPIED_MAP = sa.select(copied.c.source_key, copied.c.dest_key).where(
+    copied.c.link_id == _LINK_ID,
+    copied.c.direction == sa.bindparam("direction_", type_=sa.String()),
+    copied.c.kind == sa.bindparam("kind_", type_=sa.String()),
+)
+_RECORD_COPIED: dict[str, Any] = {}  # per dialect name
+
+
+def _record_copied_statement(conn: Connection) -> Any:
+    statement = _RECORD_COPIED.get(conn.dialect.name)
+    if statement is None:
+        statement = (
+            dialect_insert(conn, copied)
+            .on_conflict_do_nothing(
+                index_elements=[
+                    copied.c.link_id,
+                    copied.c.direction,
+                    copied.c.kind,
+                    copied.c.source_key,
+                ]
+            )
+            .returning(copied.c.id)
+        )
+        _RECORD_COPIED[conn.dialect.name] = statement
+    return statement
+
+
 def create(
     conn: Connection,
     *,
@@ -110,7 +151,7 @@ def create(
     }
     try:
         with conn.begin_nested():
-            row = conn.execute(sa.insert(links).values(values).returning(*links.c)).mappings()
+            row = conn.execute(_INSERT, values).mappings()
             return _link(row.one())
     except IntegrityError as exc:
         existing = find(conn, exchange, a_helpdesk, a_id)
@@ -126,7 +167,7 @@ def create(
 
 def get(conn: Connection, link_id: int) -> LinkRecord:
     """The link with this id. Raises NotFound."""
-    row = conn.execute(sa.select(links).where(links.c.id == link_id)).mappings().first()
+    row = conn.execute(_GET, {"link_id_": link_id}).mappings().first()
     if row is None:
         raise NotFound(f"no link {link_id}")
     return _link(row)
@@ -134,12 +175,9 @@ def get(conn: Connection, link_id: int) -> LinkRecord:
 
 def find(conn: Connection, exchange: str, a_helpdesk: str, a_id: str) -> LinkRecord | None:
     """The link of an a-side ticket in one exchange, or None."""
-    return _first(
-        conn,
-        sa.and_(
-            links.c.exchange == exchange, links.c.a_helpdesk == a_helpdesk, links.c.a_id == a_id
-        ),
-    )
+    params = {"exchange_": exchange, "a_helpdesk_": a_helpdesk, "a_id_": a_id}
+    row = conn.execute(_FIND, params).mappings().first()
+    return None if row is None else _link(row)
 
 
 def find_by_b(conn: Connection, b_helpdesk: str, b_id: str) -> LinkRecord | None:
@@ -214,15 +252,10 @@ def update(
     }
     values = {name: value for name, value in given.items() if value is not UNSET}
     values["updated_at"] = now
+    values["link_id_"] = link_id
     try:
         with conn.begin_nested():
-            row = (
-                conn.execute(
-                    sa.update(links).where(links.c.id == link_id).values(values).returning(*links.c)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_UPDATE, values).mappings().first()
     except IntegrityError as exc:
         other = find_by_b(conn, get(conn, link_id).b_helpdesk, str(b_id))
         raise LinkConflict(
@@ -248,24 +281,15 @@ def record_copied(
     Idempotent. A repeat with a ``dest_key`` fills in a destination key still unknown.
     """
     inserted = conn.execute(
-        dialect_insert(conn, copied)
-        .values(
-            link_id=link_id,
-            direction=direction,
-            kind=kind,
-            source_key=source_key,
-            dest_key=dest_key,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[
-                copied.c.link_id,
-                copied.c.direction,
-                copied.c.kind,
-                copied.c.source_key,
-            ]
-        )
-        .returning(copied.c.id)
+        _record_copied_statement(conn),
+        {
+            "link_id": link_id,
+            "direction": direction,
+            "kind": kind,
+            "source_key": source_key,
+            "dest_key": dest_key,
+            "created_at": now,
+        },
     ).first()
     if inserted is None and dest_key is not None:
         conn.execute(
@@ -286,11 +310,8 @@ def copied_map(
     conn: Connection, link_id: int, direction: Direction, kind: CopiedKind
 ) -> dict[str, str | None]:
     """Source key -> destination key (None if unknown) of everything copied that way."""
-    rows = conn.execute(
-        sa.select(copied.c.source_key, copied.c.dest_key).where(
-            copied.c.link_id == link_id, copied.c.direction == direction, copied.c.kind == kind
-        )
-    ).all()
+    params = {"link_id_": link_id, "direction_": direction, "kind_": kind}
+    rows = conn.execute(_COPIED_MAP, params).all()
     return {source: dest for source, dest in rows}
 
 

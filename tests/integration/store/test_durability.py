@@ -137,3 +137,13 @@ def test_durable_writes_and_sync_work_on_both_databases(store: Store) -> None:
     _receive(store, 2)
     store.sync()
     assert len(store.list_inbox()) == 2
+
+
+def test_a_durable_transaction_commits_a_batch_with_one_fsync(
+    sqlite_store: Store, statements: list[str]
+) -> None:
+    with sqlite_store.transaction(durable=True) as tx:
+        for n in range(5):
+            _receive(tx, n)
+    assert _levels(statements) == ["FULL"]
+    assert sqlite_store.pending_count() == 5

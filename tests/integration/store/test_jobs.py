@@ -450,3 +450,47 @@ def test_concurrent_enqueues_and_completions_of_one_key_leave_no_job_behind(
     assert sorted(done) == done  # one key: strictly in arrival order
     assert len(done) == total
     assert _heads(store) == {} == _expected_heads(store)
+
+
+def test_complete_and_claim_is_completion_then_claim(store: Store) -> None:
+    first = store.enqueue(kind="trigger", key="ggus:1")
+    second = store.enqueue(kind="trigger", key="ggus:1")  # waits behind the first
+    job = claimed(store)
+    assert job.id == first and claim(store, "w2") is None
+
+    done, following = store.complete_and_claim(job.id, "w1", lease=LEASE, now=T0)
+
+    assert done
+    assert following is not None and following.id == second
+    assert store.job(first).state is JobState.DONE
+    assert (following.state, following.lease_owner) == (JobState.RUNNING, "w1")
+    # Nothing left: the completion is still made, and no job is claimed.
+    assert store.complete_and_claim(second, "w1", lease=LEASE, now=T0) == (True, None)
+    # A worker that lost its job completes nothing, but may still claim.
+    assert store.complete_and_claim(second, "w1", lease=LEASE, now=T0) == (False, None)
+
+
+def test_threads_of_one_process_queue_for_the_sqlite_write_lock(tmp_path: Path) -> None:
+    """Writers of one process wait for each other, whatever the busy timeout says."""
+    store = Store.open(make_sqlite_url(tmp_path))
+    try:
+        errors: list[BaseException] = []
+
+        def write(n: int) -> None:
+            try:
+                for i in range(40):
+                    with store.transaction() as tx:
+                        tx.enqueue(kind="trigger", key=f"ggus:{n}-{i}")
+                        time.sleep(0.001)  # hold the write lock for a while
+            except BaseException as exc:  # pragma: no cover - the failure being tested
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert store.pending_count() == 160
+    finally:
+        store.close()

@@ -266,3 +266,62 @@ def test_bounce_senders_are_recognised(sender: str) -> None:
 )
 def test_ordinary_mails_are_not_auto_replies(headers: str) -> None:
     assert mime.auto_reply_reason(mime.parse_message(message(headers))) is None
+
+
+# --- the memoising policy and header-only parsing -----------------------------------------
+
+_TRICKY = (
+    b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\n"
+    b"To: a@example.org,\n b@example.org\n"
+    b"Subject: =?utf-8?b?w5xiZXIgZGVu?= =?iso-8859-1?q?_Tr=E4ger?= GGUS-Ticket-ID: #1\n"
+    b"Message-ID: <  x@y >\n"
+    b"Date: Mon, 2 Mar 2026 09:00:00 +0100\n"
+    b"Content-Type: text/plain; charset*=utf-8''utf-8; name=\"a b.xml\"\n"
+    b"Content-Disposition: attachment; filename*=utf-8''%C3%A4.xml\n"
+    b"\n"
+    b"body\n"
+)
+
+
+def test_memoised_headers_are_those_of_the_default_policy() -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    plain = BytesParser(policy=policy.default).parsebytes(_TRICKY)
+    for _ in range(2):  # the second round is served from the cache
+        memo = mime.parse_message(_TRICKY)
+        for name in ("From", "To", "Subject", "Message-ID", "Date", "Content-Type"):
+            mine, theirs = memo[name], plain[name]
+            # Header classes are made per policy instance: compare what they are made of.
+            assert [c.__name__ for c in type(mine).__mro__] == [
+                c.__name__ for c in type(theirs).__mro__
+            ]
+            assert (str(mine), repr(mine.defects)) == (str(theirs), repr(theirs.defects))
+        assert memo.get_params() == plain.get_params()
+        assert memo.get_filename() == plain.get_filename() == "ä.xml"
+        assert mime.decoded_subject(memo) == mime.decoded_subject(plain)
+
+
+def test_a_mail_built_with_the_memoising_policy_is_the_default_policys() -> None:
+    from email import policy
+    from email.message import EmailMessage
+
+    def build(chosen: policy.EmailPolicy) -> bytes:
+        msg = EmailMessage(policy=chosen.clone(max_line_length=998))
+        msg["From"] = "Footprints <fp@example.org>"
+        msg["To"] = "a@example.org, b@example.org"
+        msg["Subject"] = "Jörg's ticket ISSUE=1 PROJ=71"
+        msg["Message-ID"] = "<1@example.org>"
+        msg.set_content("Grüße\n")
+        return msg.as_bytes()
+
+    assert build(mime.POLICY) == build(mime.POLICY) == build(policy.default)
+
+
+def test_parse_headers_reads_the_same_headers_without_the_body() -> None:
+    full = mime.parse_message(_TRICKY)
+    head = mime.parse_headers(_TRICKY)
+    assert head.items() == full.items()
+    assert mime.message_id(head, _TRICKY) == mime.message_id(full, _TRICKY) == "<x@y>"
+    with pytest.raises(MalformedMessage):
+        mime.parse_headers(_TRICKY, max_bytes=10)

@@ -16,6 +16,14 @@ A crash between "sink returned" and "acknowledged" re-delivers that message once
 restart; the inbox drops the duplicate by its Message-ID. Delivery is at least once,
 never at most once.
 
+Batches: a sink may also offer ``batch(messages)`` (a :class:`BatchSink`, as the
+daemon's intake does): it stores several messages in one durable transaction, so one
+fsync covers them all, and returns only once that transaction is committed. A receiver
+that has several messages at hand gives them to :func:`hand_over_batch`, then
+acknowledges each one it reports stored. If the batch as a whole is refused, the
+messages are handed over one at a time instead, so one bad message still never blocks
+the others. The rule is unchanged: nothing is acknowledged before it is durably stored.
+
 The daemon drives a receiver with :func:`run_until_stopped` (or its own loop of the same
 shape): ``poll`` -> ``wait`` -> ``poll`` ..., one thread per receiver.
 """
@@ -25,7 +33,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ticketbridge.errors import RemoteAuthFailed, RemoteUnavailable
@@ -33,16 +41,34 @@ from ticketbridge.errors import RemoteAuthFailed, RemoteUnavailable
 __all__ = [
     "Availability",
     "Backoff",
+    "BatchSink",
     "Receiver",
     "Sink",
     "StateStore",
     "hand_over",
+    "hand_over_batch",
     "run_until_stopped",
 ]
 
 #: ``sink(raw_message, source_id)``: returns only after the message is durably stored;
 #: raises to refuse it (the receiver then leaves it un-acknowledged at the source).
 Sink = Callable[[bytes, str], None]
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """A :data:`Sink` that can also store several messages in one durable transaction."""
+
+    def __call__(self, raw: bytes, source_id: str) -> None:
+        """Store one message (see :data:`Sink`)."""
+        ...
+
+    def batch(self, messages: Sequence[tuple[bytes, str]]) -> None:
+        """Store every ``(raw, source_id)`` durably in one transaction, or none of them.
+
+        Returns only after the commit; raises to refuse the batch as a whole.
+        """
+        ...
 
 
 @runtime_checkable
@@ -108,6 +134,33 @@ def hand_over(receiver_name: str, sink: Sink, raw: bytes, source_id: str) -> boo
         )
         return False
     return True
+
+
+def hand_over_batch(
+    receiver_name: str, sink: Sink, messages: Sequence[tuple[bytes, str]]
+) -> list[bool]:
+    """Give several messages to ``sink``; for each, True when it may be acknowledged.
+
+    A :class:`BatchSink` stores them all in one transaction. When it refuses the batch
+    (or the sink takes one message at a time), each message is handed over on its own
+    with :func:`hand_over`, so only the bad ones stay un-acknowledged.
+    """
+    if not messages:
+        return []
+    if len(messages) > 1 and isinstance(sink, BatchSink):
+        try:
+            sink.batch(messages)
+        except Exception:
+            log.warning(
+                "receiver %s: a batch of %d messages was refused by the inbox; handing "
+                "them over one at a time",
+                receiver_name,
+                len(messages),
+                exc_info=True,
+            )
+        else:
+            return [True] * len(messages)
+    return [hand_over(receiver_name, sink, raw, source_id) for raw, source_id in messages]
 
 
 class Backoff:

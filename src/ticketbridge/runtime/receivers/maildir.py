@@ -13,6 +13,10 @@ Acknowledgement, only after the sink returned: the file is renamed to ``cur/`` w
 message is either still waiting or acknowledged, never half of each. A refused message
 stays where it was and is offered again on the next poll.
 
+Messages are handed over in batches of up to :data:`BATCH` (:func:`hand_over_batch`):
+with the daemon's intake, one durable transaction stores a whole batch, and each
+message of it is acknowledged only after that commit.
+
 No StateStore is needed. The stdlib :class:`mailbox.Maildir` is used to create the
 ``move_to`` folder; the listing is done here because on Python 3.11 ``mailbox.Maildir``
 cannot read a message's flags without reading and parsing the whole message.
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketbridge.errors import RemoteUnavailable
-from ticketbridge.runtime.receivers.base import Sink, hand_over
+from ticketbridge.runtime.receivers.base import Sink, hand_over_batch
 from ticketbridge.runtime.receivers.settings import MaildirSettings
 
 __all__ = ["MaildirReceiver"]
@@ -36,6 +40,8 @@ __all__ = ["MaildirReceiver"]
 log = logging.getLogger(__name__)
 
 _INFO_SEP = ":2,"
+#: At most this many messages are stored in one transaction (one fsync).
+BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +75,20 @@ class MaildirReceiver:
         if self.done is not None and entries:
             mailbox.Maildir(self.done, create=True)  # tmp/ new/ cur/, idempotent
         accepted = 0
-        for entry in entries:
+        for start in range(0, len(entries), BATCH):
             if self._stop.is_set():
                 break
-            try:
-                raw = entry.path.read_bytes()
-            except FileNotFoundError:
-                continue  # another reader took it; not ours to acknowledge
-            if not hand_over(self.name, sink, raw, entry.unique):
-                continue
-            accepted += 1
-            self._acknowledge(entry)
+            batch: list[tuple[_Entry, bytes]] = []
+            for entry in entries[start : start + BATCH]:
+                try:
+                    batch.append((entry, entry.path.read_bytes()))
+                except FileNotFoundError:
+                    continue  # another reader took it; not ours to acknowledge
+            stored = hand_over_batch(self.name, sink, [(raw, entry.unique) for entry, raw in batch])
+            for (entry, _raw), ok in zip(batch, stored, strict=True):
+                if ok:
+                    accepted += 1
+                    self._acknowledge(entry)
         return accepted
 
     def wait(self, timeout: float) -> None:
