@@ -11,6 +11,7 @@ of that very entry, which carries our text back, causes no write.
 from __future__ import annotations
 
 import smtplib
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
@@ -107,6 +108,46 @@ def test_gen1_mail_exchange_both_ways_over_imap(new_mail_account, store_url):
             assert sum("CRL on the gatekeeper had expired" in d for d in diaries) == 1
             assert len(ggus.history(ticket.request_id)) == ggus_rows + 1
             assert len(fp.ticket(home.mrid).descriptions) == home_entries  # no echo home
+        finally:
+            app.close()
+            relay.controller.stop()
+
+
+def test_push_by_mail_links_back_through_the_issue_tag(new_mail_account, store_url):
+    """GGUS mail has no GHD_Origin_ID: the pushed title carries ISSUE=n PROJ=p, and GGUS'
+    notification of the new ticket (to TPM) links to the home ticket, never a second one."""
+    from ticketbridge.model import TicketRef
+    from ticketbridge.service import send
+
+    ggus_box, goc_box = new_mail_account(), new_mail_account()
+    relay = LmtpRelay(ggus_box, goc_box)
+    relay.controller.start()
+    relay_at = ("127.0.0.1", relay.controller.port)
+    with GgusSandbox(smarthost=relay_at) as ggus, FootprintsSandbox(smarthost=relay_at) as fp:
+        settings = parse_config(CONFIG.format(
+            database=store_url, ggus_smtp=ggus.smtp_port, fp_smtp=fp.smtp_port,
+            fp_soap=fp.soap_url, imap=ggus_box.server.imap_port,
+            ggus_user=ggus_box.user, ggus_password=ggus_box.password,
+            goc_user=goc_box.user, goc_password=goc_box.password))
+        app = App(settings)
+        try:
+            msg = EmailMessage()
+            msg["From"], msg["To"] = "agent@goc.example.org", fp.incoming_address
+            msg["Subject"] = "Gatekeeper down at FNAL"
+            msg.set_content("It does not answer.\n")
+            with smtplib.SMTP("127.0.0.1", fp.smtp_port) as smtp:
+                smtp.send_message(msg)
+            (home,) = fp.tickets()
+            send(app.store, settings, TicketRef("goc", str(home.mrid)), to="ggus", new=True,
+                 update=None, unit=None, now=datetime.now(UTC))
+            for _ in range(3):
+                app.run_once()
+            (pushed,) = ggus.tickets()
+            assert f"ISSUE={home.mrid} PROJ=71" in pushed.short_description
+            assert len(fp.tickets()) == 1  # the notification linked back, no second ticket
+            link = app.store.find_link_by_b("goc", str(home.mrid))
+            assert link is not None and link.a_id == str(pushed.request_id)
+            assert fp.ticket(home.mrid).title == "Gatekeeper down at FNAL"  # not renamed
         finally:
             app.close()
             relay.controller.stop()

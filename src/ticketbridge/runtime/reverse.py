@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ticketbridge.connectors.footprints import FootprintsSettings
 from ticketbridge.connectors.ggus.settings import GgusMailSettings
-from ticketbridge.exchange.footprints_ggus import SOLUTION, FootprintsToGgus
+from ticketbridge.exchange.footprints_ggus import SOLUTION, TITLE_LIMIT, FootprintsToGgus, fit_title
 from ticketbridge.exchange.plan import LinkView, Plan, plan
 from ticketbridge.model import Comment, CreateTicket, Ticket, UpdateTicket
 from ticketbridge.runtime.attachments import GGUS_LIMIT, copy_attachments
@@ -59,6 +59,7 @@ class Reverse:
         self.by_mail = isinstance(executor.settings.helpdesks[self.ggus], GgusMailSettings)
         home_settings = executor.settings.helpdesks[self.home.helpdesk]
         assert isinstance(home_settings, FootprintsSettings)
+        self.project = home_settings.project
         unit = trigger.command.get("unit") or exchange.responsible_unit
         self.direction = FootprintsToGgus(
             ticket_url=home_settings.ticket_url,
@@ -126,10 +127,20 @@ class Reverse:
         (op,) = result.ops
         assert isinstance(op, CreateTicket)
         note = ""
-        if self.by_mail and any(c.visibility != "public" for c in op.comments):
-            # Mail submission has no internal diary: internal entries stay at home.
-            op = replace(op, comments=tuple(c for c in op.comments if c.visibility == "public"))
-            note = " (internal entries stay at home: GGUS mail has no internal diary)"
+        if self.by_mail:
+            # Mail submission has no internal diary (internal entries stay at home) and no
+            # GHD_Origin_ID: the title carries Footprints' own "ISSUE=n PROJ=p" tag, as the
+            # 2006 pushes did, so GGUS' notification of the new ticket links back to home
+            # instead of opening a second home ticket.
+            public = tuple(c for c in op.comments if c.visibility == "public")
+            if len(public) != len(op.comments):
+                note = " (internal entries stay at home: GGUS mail has no internal diary)"
+            tag = f"ISSUE={self.home.id} PROJ={self.project}"
+            room = TITLE_LIMIT - len(tag) - 1
+            title = fit_title(op.title)
+            if len(title) > room:
+                title = title[: room - 3] + "..."
+            op = replace(op, comments=public, title=f"{title} {tag}")
         decision = f"push {self.home} to {self.ggus}: {result.decision}{note}"
         self._record_decision(snapshot, decision, None)
         receipt = self.target.apply(op)
