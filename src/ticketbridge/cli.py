@@ -284,7 +284,7 @@ def send(
 
 @app.command
 def demo(*, keep_running: bool = False, directory: str | None = None) -> int:
-    """Run the Footprints emulator and the exchange on sample GGUS mails, and show the result."""
+    """Run both emulators and the exchange: sample GGUS mails, then a push and replies both ways."""
     from ticketbridge.sandbox.demo import run_demo
 
     return run_demo(out, keep_running=keep_running, directory=directory)
