@@ -148,6 +148,30 @@ def test_push_by_mail_links_back_through_the_issue_tag(new_mail_account, store_u
             link = app.store.find_link_by_b("goc", str(home.mrid))
             assert link is not None and link.a_id == str(pushed.request_id)
             assert fp.ticket(home.mrid).title == "Gatekeeper down at FNAL"  # not renamed
+
+            ggus.route(pushed.request_id, "OSG")  # TPM routes it
+            ggus.add_diary(pushed.request_id, "Please check the host certificate.",
+                           author="G. Supporter")
+            for _ in range(3):
+                app.run_once()
+            home_texts = [d.data for d in fp.ticket(home.mrid).descriptions]
+            assert sum("check the host certificate" in t for t in home_texts) == 1
+
+            msg = EmailMessage()
+            msg["From"], msg["To"] = "agent@goc.example.org", fp.incoming_address
+            msg["Subject"] = f"Re: Gatekeeper down at FNAL ISSUE={home.mrid} PROJ=71"
+            msg.set_content("Renewed the host certificate.\nstatus=Resolved\n")
+            with smtplib.SMTP("127.0.0.1", fp.smtp_port) as smtp:
+                smtp.send_message(msg)
+            for _ in range(3):
+                app.run_once()
+            diaries = [h.public_diary for h in ggus.history(pushed.request_id)]
+            assert sum("Renewed the host certificate." in d for d in diaries) == 1
+            # GGUS takes no fields by mail (spec A4): the resolution arrives as text, and
+            # the decision says that the status stays home.
+            assert ggus.ticket(pushed.request_id).status != "solved"
+            reasons = [e.reason or "" for e in app.store.list_inbox(limit=50)]
+            assert any("fields and internal entries stay home" in r for r in reasons)
         finally:
             app.close()
             relay.controller.stop()
