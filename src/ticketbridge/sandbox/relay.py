@@ -21,7 +21,6 @@ quiet.
 
 from __future__ import annotations
 
-import asyncio
 import mailbox
 import threading
 from collections.abc import Mapping
@@ -29,19 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aiosmtpd.controller import Controller
+from ticketbridge.sandbox.doors import PortZeroController
 
 __all__ = ["MaildirRelay"]
-
-
-class _Controller(Controller):
-    """aiosmtpd's Controller, able to listen on port 0 (it would otherwise probe port 0)."""
-
-    def _trigger_server(self) -> None:
-        server = self.server
-        if self.port == 0 and isinstance(server, asyncio.Server):
-            self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 class _Handler:
@@ -74,7 +63,7 @@ class MaildirRelay:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._boxes[path] = mailbox.Maildir(path, create=True)
         self._lock = threading.Lock()
-        self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=port)
+        self._controller = PortZeroController(_Handler(self), hostname="127.0.0.1", port=port)
         self._running = False
         #: Mails filed so far, per Maildir, and mails dropped (no Maildir, no default).
         self.delivered: dict[Path, int] = dict.fromkeys(self._boxes, 0)

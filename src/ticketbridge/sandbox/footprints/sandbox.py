@@ -16,10 +16,11 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from ticketbridge.codecs.mrwebservices import ENDPOINT_PATH
+from ticketbridge.sandbox.doors import TwoDoors
 from ticketbridge.sandbox.footprints.engine import (
     MAX_ATTACHMENT_BYTES,
     Clock,
@@ -40,7 +41,7 @@ DEFAULT_AGENTS: Mapping[str, str] = {
 }
 
 
-class FootprintsSandbox:
+class FootprintsSandbox(TwoDoors):
     """A running Footprints emulator: email interface over SMTP, MRWebServices over HTTP."""
 
     def __init__(
@@ -67,6 +68,7 @@ class FootprintsSandbox:
         self._db_path = db_path
         self._ports = (smtp_port, http_port)
         self.store = IssueStore(db_path)
+        self._database = self.store
         self.engine = Footprints(
             self.store,
             project=project,
@@ -78,69 +80,14 @@ class FootprintsSandbox:
             clock=clock,
             max_attachment_bytes=max_attachment_bytes,
         )
-        self._smtp: SmtpDoor | None = None
-        self._soap: SoapDoor | None = None
 
-    # -- lifecycle -----------------------------------------------------------------------
+    label = "Footprints"
 
-    def start(self) -> FootprintsSandbox:
-        """Open both doors. Returns self, so ``fp = FootprintsSandbox().start()`` reads well."""
-        if self._smtp is not None:
-            raise RuntimeError("the Footprints sandbox is already running")
-        smtp_port, http_port = self._ports
+    def _doors(self, smtp_port: int, http_port: int) -> tuple[SoapDoor, SmtpDoor]:
         soap = SoapDoor(self.engine, user=self.user, password=self.password, port=http_port)
-        smtp = SmtpDoor(self.engine, port=smtp_port)
-        try:
-            soap.start()
-            smtp.start()
-        except BaseException:
-            soap.stop()
-            raise
-        self._soap, self._smtp = soap, smtp
-        return self
-
-    def stop(self) -> None:
-        """Close both doors; the database stays open for reading until :meth:`close`."""
-        if self._smtp is not None:
-            self._smtp.stop()
-            self._smtp = None
-        if self._soap is not None:
-            self._soap.stop()
-            self._soap = None
-
-    def close(self) -> None:
-        """Stop and close the database."""
-        self.stop()
-        self.store.close()
-
-    def __enter__(self) -> FootprintsSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return soap, SmtpDoor(self.engine, port=smtp_port)
 
     # -- endpoints -----------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._smtp is not None
-
-    @property
-    def smtp_port(self) -> int:
-        if self._smtp is None:
-            raise RuntimeError("the Footprints sandbox is not running")
-        return self._smtp.port
-
-    @property
-    def http_port(self) -> int:
-        if self._soap is None:
-            raise RuntimeError("the Footprints sandbox is not running")
-        return self._soap.port
 
     @property
     def soap_url(self) -> str:
@@ -161,8 +108,11 @@ class FootprintsSandbox:
 
     def find(self, originating_ticket_number: str) -> list[Issue]:
         """Issues whose Originating Ticket Number is this value (two or more: a duplicate)."""
-        return [i for i in self.store.issues_by_origin(originating_ticket_number)
-                if i.project_fields.get("Originating Ticket Number") == originating_ticket_number]
+        return [
+            i
+            for i in self.store.issues_by_origin(originating_ticket_number)
+            if i.project_fields.get("Originating Ticket Number") == originating_ticket_number
+        ]
 
     def outbox(self) -> list[OutboxMail]:
         """Every notification and rejection reply, sent or kept, oldest first."""
@@ -186,8 +136,14 @@ def serve(
     """Run the emulator in the foreground until SIGINT or SIGTERM (or ``stop`` is set)."""
     done = stop or threading.Event()
     sandbox = FootprintsSandbox(
-        db_path=db_path, project=project, smtp_port=smtp_port, http_port=http_port,
-        incoming_address=incoming_address, notify=notify, smarthost=smarthost, user=user,
+        db_path=db_path,
+        project=project,
+        smtp_port=smtp_port,
+        http_port=http_port,
+        incoming_address=incoming_address,
+        notify=notify,
+        smarthost=smarthost,
+        user=user,
         password=password,
     )
     previous: dict[signal.Signals, Any] = {}
@@ -202,8 +158,10 @@ def serve(
                 previous[sig] = signal.signal(sig, _on_signal)
         try:
             out(f"Footprints emulator, project {project} (database {db_path})")
-            out(f"  email interface: smtp://127.0.0.1:{sandbox.smtp_port}  "
-                f"(mail to {incoming_address})")
+            out(
+                f"  email interface: smtp://127.0.0.1:{sandbox.smtp_port}  "
+                f"(mail to {incoming_address})"
+            )
             out(f"  MRWebServices:   {sandbox.soap_url}  (user {user})")
             relay = f"{smarthost[0]}:{smarthost[1]}" if smarthost else "none: mails kept in outbox"
             out(f"  notifications:   {', '.join(notify) or 'none'} via {relay}")

@@ -22,10 +22,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
 from ticketbridge.codecs import mrwebservices as soap
 from ticketbridge.errors import BadInput
+from ticketbridge.sandbox.doors import PortZeroController
 from ticketbridge.sandbox.footprints.engine import Footprints, FootprintsFault
 
 __all__ = ["SmtpDoor", "SoapDoor"]
@@ -39,16 +38,6 @@ _METHODS = ("createIssue", "editIssue", "getIssueDetails", "search", "getAttachm
 
 
 # --- SMTP -------------------------------------------------------------------------------
-
-
-class _Controller(Controller):
-    """aiosmtpd's Controller, able to listen on port 0 (it would otherwise probe port 0)."""
-
-    def _trigger_server(self) -> None:
-        server = self.server
-        if self.port == 0 and isinstance(server, asyncio.Server):
-            self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 class _MailHandler:
@@ -86,7 +75,7 @@ class SmtpDoor:
     """The email interface: an SMTP server accepting mail for the incoming address."""
 
     def __init__(self, engine: Footprints, port: int = 0) -> None:
-        self._controller = _Controller(
+        self._controller = PortZeroController(
             _MailHandler(engine), hostname="127.0.0.1", port=port,
             # Room for a file over the attachment limit, so its sender gets the reply.
             data_size_limit=max(MAX_MAIL_BYTES, 2 * engine.max_attachment_bytes + 2**20),

@@ -17,10 +17,11 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from ticketbridge.codecs import ggus_soap
+from ticketbridge.sandbox.doors import TwoDoors
 from ticketbridge.sandbox.ggus.engine import Actor, Clock, Ggus, NewAttachment, _utcnow
 from ticketbridge.sandbox.ggus.servers import HttpDoor, SmtpDoor
 from ticketbridge.sandbox.ggus.store import (
@@ -39,7 +40,7 @@ SANDBOX_PASSWORD = "demo"  # noqa: S105
 SANDBOX_TOKEN = "demo-token"  # noqa: S105
 
 
-class GgusSandbox:
+class GgusSandbox(TwoDoors):
     """A running GGUS emulator: mail submission over SMTP; SOAP, WSDLs and REST over HTTP."""
 
     def __init__(
@@ -66,71 +67,31 @@ class GgusSandbox:
         self.ars_server = ars_server
         self._ports = (smtp_port, http_port)
         self.store = TicketStore(db_path)
+        self._database = self.store
         self.engine = Ggus(
-            self.store, helpdesk_address=helpdesk_address, units=units, smarthost=smarthost,
-            first_id=first_id, double_base64_attachments=double_base64_attachments,
-            clock=clock)
-        self._smtp: SmtpDoor | None = None
-        self._http: HttpDoor | None = None
+            self.store,
+            helpdesk_address=helpdesk_address,
+            units=units,
+            smarthost=smarthost,
+            first_id=first_id,
+            double_base64_attachments=double_base64_attachments,
+            clock=clock,
+        )
 
-    # -- lifecycle -----------------------------------------------------------------------
+    label = "GGUS"
 
-    def start(self) -> GgusSandbox:
-        """Open both doors. Returns self."""
-        if self._smtp is not None:
-            raise RuntimeError("the GGUS sandbox is already running")
-        smtp_port, http_port = self._ports
-        http = HttpDoor(self.engine, ars_server=self.ars_server, soap_user=self.soap_user,
-                        soap_password=self.soap_password, rest_token=self.rest_token,
-                        port=http_port)
-        smtp = SmtpDoor(self.engine, port=smtp_port)
-        try:
-            http.start()
-            smtp.start()
-        except BaseException:
-            http.stop()
-            raise
-        self._http, self._smtp = http, smtp
-        return self
-
-    def stop(self) -> None:
-        """Close both doors; the database stays open for reading until :meth:`close`."""
-        if self._smtp is not None:
-            self._smtp.stop()
-            self._smtp = None
-        if self._http is not None:
-            self._http.stop()
-            self._http = None
-
-    def close(self) -> None:
-        """Stop and close the database."""
-        self.stop()
-        self.store.close()
-
-    def __enter__(self) -> GgusSandbox:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+    def _doors(self, smtp_port: int, http_port: int) -> tuple[HttpDoor, SmtpDoor]:
+        http = HttpDoor(
+            self.engine,
+            ars_server=self.ars_server,
+            soap_user=self.soap_user,
+            soap_password=self.soap_password,
+            rest_token=self.rest_token,
+            port=http_port,
+        )
+        return http, SmtpDoor(self.engine, port=smtp_port)
 
     # -- endpoints -----------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._smtp is not None
-
-    @property
-    def smtp_port(self) -> int:
-        if self._smtp is None:
-            raise RuntimeError("the GGUS sandbox is not running")
-        return self._smtp.port
-
-    @property
-    def http_port(self) -> int:
-        if self._http is None:
-            raise RuntimeError("the GGUS sandbox is not running")
-        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -186,16 +147,29 @@ class GgusSandbox:
         """Every notification and rejection reply, sent or kept, oldest first."""
         return self.store.outbox()
 
-    def add_diary(self, ticket_id: int | str, text: str, *, internal: bool = False,
-                  author: str = "GGUS supporter") -> GgusTicket:
+    def add_diary(
+        self,
+        ticket_id: int | str,
+        text: str,
+        *,
+        internal: bool = False,
+        author: str = "GGUS supporter",
+    ) -> GgusTicket:
         """A supporter writes a public (or internal) diary entry. Raises GgusFault."""
         field = "internal_diary" if internal else "public_diary"
-        self.engine.modify(int(ticket_id), {field: text},
-                           Actor(author, author, "supporter"), action="diary")
+        self.engine.modify(
+            int(ticket_id), {field: text}, Actor(author, author, "supporter"), action="diary"
+        )
         return self.ticket(ticket_id)
 
-    def set_status(self, ticket_id: int | str, status: str, *, solution: str | None = None,
-                   author: str = "GGUS supporter") -> GgusTicket:
+    def set_status(
+        self,
+        ticket_id: int | str,
+        status: str,
+        *,
+        solution: str | None = None,
+        author: str = "GGUS supporter",
+    ) -> GgusTicket:
         """A supporter sets the status (``solved`` needs ``solution``). Raises GgusFault."""
         fields = {"status": status}
         if solution is not None:
@@ -203,14 +177,23 @@ class GgusSandbox:
         self.engine.modify(int(ticket_id), fields, Actor(author, author, "supporter"))
         return self.ticket(ticket_id)
 
-    def add_attachment(self, ticket_id: int | str, name: str, data: bytes, *,
-                       legacy: bool = False, author: str = "GGUS supporter",
-                       content_type: str = "application/octet-stream") -> int:
+    def add_attachment(
+        self,
+        ticket_id: int | str,
+        name: str,
+        data: bytes,
+        *,
+        legacy: bool = False,
+        author: str = "GGUS supporter",
+        content_type: str = "application/octet-stream",
+    ) -> int:
         """Attach a file. ``legacy``: as through GGUS's legacy path, so SOAP
         GetOneAttachment serves it base64-encoded twice. Raises GgusFault."""
         return self.engine.add_attachment(
-            int(ticket_id), NewAttachment(name, data, content_type, double=legacy),
-            Actor(author, author, "supporter"))
+            int(ticket_id),
+            NewAttachment(name, data, content_type, double=legacy),
+            Actor(author, author, "supporter"),
+        )
 
 
 def serve(
@@ -233,11 +216,19 @@ def serve(
     """Run the emulator in the foreground until SIGINT or SIGTERM (or ``stop`` is set)."""
     done = stop or threading.Event()
     sandbox = GgusSandbox(
-        db_path=db_path, smtp_port=smtp_port, http_port=http_port,
-        helpdesk_address=helpdesk_address, units=units, smarthost=smarthost,
-        soap_user=soap_user, soap_password=soap_password, rest_token=rest_token,
-        first_id=first_id, ars_server=ars_server,
-        double_base64_attachments=double_base64_attachments)
+        db_path=db_path,
+        smtp_port=smtp_port,
+        http_port=http_port,
+        helpdesk_address=helpdesk_address,
+        units=units,
+        smarthost=smarthost,
+        soap_user=soap_user,
+        soap_password=soap_password,
+        rest_token=rest_token,
+        first_id=first_id,
+        ars_server=ars_server,
+        double_base64_attachments=double_base64_attachments,
+    )
     previous: dict[signal.Signals, Any] = {}
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -250,17 +241,22 @@ def serve(
                 previous[sig] = signal.signal(sig, _on_signal)
         try:
             out(f"GGUS emulator, AR server {ars_server} (database {db_path})")
-            out(f"  mail submission: smtp://127.0.0.1:{sandbox.smtp_port}  "
-                f"(mail to {helpdesk_address})")
+            out(
+                f"  mail submission: smtp://127.0.0.1:{sandbox.smtp_port}  "
+                f"(mail to {helpdesk_address})"
+            )
             for service in ggus_soap.SERVICES:
                 out(f"  SOAP {service + ':':<13} {sandbox.soap_url(service)}")
-            out(f"  WSDLs:           {sandbox.base_url}{ggus_soap.WSDL_PATH}/{ars_server}/"
-                f"<service>  (user {soap_user})")
+            out(
+                f"  WSDLs:           {sandbox.base_url}{ggus_soap.WSDL_PATH}/{ars_server}/"
+                f"<service>  (user {soap_user})"
+            )
             out(f"  REST v1:         {sandbox.rest_url}  (Authorization: Token token=...)")
-            out(f"  TPM routing:     POST {sandbox.base_url}/sandbox/route "
-                '{"ticket": ID, "unit": "OSG"}')
-            relay = f"{smarthost[0]}:{smarthost[1]}" if smarthost else \
-                "none: mails kept in outbox"
+            out(
+                f"  TPM routing:     POST {sandbox.base_url}/sandbox/route "
+                '{"ticket": ID, "unit": "OSG"}'
+            )
+            relay = f"{smarthost[0]}:{smarthost[1]}" if smarthost else "none: mails kept in outbox"
             out(f"  notifications:   to each support unit's address via {relay}")
             out("Press Ctrl-C to stop.")
             while not done.wait(0.5):

@@ -23,11 +23,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aiosmtpd.controller import Controller
-
 from ticketbridge.codecs import ggus_rest as rest
 from ticketbridge.codecs import ggus_soap as soap
 from ticketbridge.errors import BadInput, InvalidValue
+from ticketbridge.sandbox.doors import PortZeroController
 from ticketbridge.sandbox.ggus.engine import (
     GHD_NAMES,
     PRIORITIES,
@@ -49,16 +48,6 @@ MAX_PAGE_SIZE = 500
 
 
 # --- SMTP -------------------------------------------------------------------------------
-
-
-class _Controller(Controller):
-    """aiosmtpd's Controller, able to listen on port 0 (it would otherwise probe port 0)."""
-
-    def _trigger_server(self) -> None:
-        server = self.server
-        if self.port == 0 and isinstance(server, asyncio.Server):
-            self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 class _MailHandler:
@@ -95,7 +84,7 @@ class SmtpDoor:
     """Mail submission: an SMTP server accepting mail for the helpdesk address."""
 
     def __init__(self, engine: Ggus, port: int = 0) -> None:
-        self._controller = _Controller(_MailHandler(engine), hostname="127.0.0.1", port=port,
+        self._controller = PortZeroController(_MailHandler(engine), hostname="127.0.0.1", port=port,
                                        data_size_limit=MAX_MAIL_BYTES)
 
     @property
