@@ -71,7 +71,7 @@ from ticketbridge.codecs.footprints_mail import (
     encode_field_name,
     encode_update,
 )
-from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession
+from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession, smtp_error
 from ticketbridge.errors import (
     BadInput,
     RemoteAuthFailed,
@@ -554,18 +554,8 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
     """Turn smtplib, urllib, socket and SOAP errors into ticketbridge's error tree."""
     try:
         yield
-    except smtplib.SMTPAuthenticationError as exc:
-        raise RemoteAuthFailed(helpdesk, f"{what}: {_smtp_text(exc)}") from exc
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        text = "; ".join(
-            f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items()
-        )
-        raise _by_smtp_code(helpdesk, min(codes, default=550), f"{what}: {text}") from exc
-    except smtplib.SMTPResponseException as exc:
-        raise _by_smtp_code(helpdesk, exc.smtp_code, f"{what}: {_smtp_text(exc)}") from exc
-    except smtplib.SMTPException as exc:  # disconnected, no recipients accepted, ...
-        raise RemoteUnavailable(helpdesk, f"{what}: {exc}") from exc
+    except smtplib.SMTPException as exc:  # before OSError: it is one
+        raise smtp_error(helpdesk, what, exc) from exc
     except mrws.SoapFault as exc:
         if mrws.is_auth_fault(exc):
             raise RemoteAuthFailed(helpdesk, f"{what}: {exc.message}") from exc
@@ -582,20 +572,6 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
         raise RemoteUnavailable(helpdesk, f"{what}: {exc}") from exc
     except BadInput as exc:  # an unreadable answer: a proxy error page, a truncated body
         raise RemoteUnavailable(helpdesk, f"{what}: unreadable answer: {exc}") from exc
-
-
-def _by_smtp_code(
-    helpdesk: str, code: int, message: str
-) -> RemoteAuthFailed | RemoteUnavailable | RemoteRejected:
-    if code in (530, 535):
-        return RemoteAuthFailed(helpdesk, message)
-    if 400 <= code < 500:
-        return RemoteUnavailable(helpdesk, message)
-    return RemoteRejected(helpdesk, message)
-
-
-def _smtp_text(exc: smtplib.SMTPResponseException) -> str:
-    return f"{exc.smtp_code} {_decode(exc.smtp_error)}"
 
 
 def _decode(value: bytes | str) -> str:

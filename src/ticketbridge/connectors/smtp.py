@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Any
 
+from ticketbridge.errors import RemoteAuthFailed, RemoteError, RemoteRejected, RemoteUnavailable
+
 
 class KeptSmtp(smtplib.SMTP):
     """An SMTP session that records whether the current send got as far as ``DATA``."""
@@ -75,3 +77,41 @@ class SmtpSession:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
             smtp.close()
+
+
+def smtp_error(helpdesk: str, what: str, exc: smtplib.SMTPException) -> RemoteError:
+    """One smtplib error as ticketbridge's error: refused credentials need an operator, a
+    4xx reply or a dropped session may work later, any other refusal never will."""
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return RemoteAuthFailed(helpdesk, f"{what}: {_reply(exc)}")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return RemoteAuthFailed(
+            helpdesk,
+            f"{what}: the server offers no SMTP AUTH; remove the SMTP account from the "
+            f"configuration or use a submission server that has it ({exc})",
+        )
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        text = "; ".join(
+            f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items()
+        )
+        return _by_code(helpdesk, min(codes, default=550), f"{what}: {text}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _by_code(helpdesk, exc.smtp_code, f"{what}: {_reply(exc)}")
+    return RemoteUnavailable(helpdesk, f"{what}: {exc}")  # disconnected, nothing accepted
+
+
+def _by_code(helpdesk: str, code: int, message: str) -> RemoteError:
+    if code in (530, 535):
+        return RemoteAuthFailed(helpdesk, message)
+    if 400 <= code < 500:
+        return RemoteUnavailable(helpdesk, message)
+    return RemoteRejected(helpdesk, message)
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

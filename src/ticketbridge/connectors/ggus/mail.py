@@ -52,11 +52,10 @@ from email.utils import format_datetime
 
 from ticketbridge.connectors.ggus._common import diaries, is_internal, native_fields
 from ticketbridge.connectors.ggus.settings import GgusMailSettings
-from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession
+from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession, smtp_error
 from ticketbridge.errors import (
     ConfigError,
     Problem,
-    RemoteAuthFailed,
     RemoteRejected,
     RemoteUnavailable,
 )
@@ -257,40 +256,10 @@ def _translate(helpdesk: str, what: str) -> Iterator[None]:
     """smtplib and socket errors into ticketbridge's error tree."""
     try:
         yield
-    except smtplib.SMTPAuthenticationError as exc:
-        raise RemoteAuthFailed(helpdesk, f"{what}: {_text(exc)}") from exc
-    except smtplib.SMTPNotSupportedError as exc:
-        raise RemoteAuthFailed(
-            helpdesk,
-            f"{what}: the server offers no SMTP AUTH; remove smtp_user and "
-            f"smtp_password or use a submission server that has it ({exc})",
-        ) from exc
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        text = "; ".join(
-            f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items()
-        )
-        raise _by_code(helpdesk, min(codes, default=550), f"{what}: {text}") from exc
-    except smtplib.SMTPResponseException as exc:
-        raise _by_code(helpdesk, exc.smtp_code, f"{what}: {_text(exc)}") from exc
-    except smtplib.SMTPException as exc:  # disconnected, no recipients accepted, ...
-        raise RemoteUnavailable(helpdesk, f"{what}: {exc}") from exc
+    except smtplib.SMTPException as exc:  # before OSError: it is one
+        raise smtp_error(helpdesk, what, exc) from exc
     except OSError as exc:  # refused, reset, unreachable, timed out
         raise RemoteUnavailable(helpdesk, f"{what}: {exc or type(exc).__name__}") from exc
-
-
-def _by_code(
-    helpdesk: str, code: int, message: str
-) -> RemoteAuthFailed | RemoteUnavailable | RemoteRejected:
-    if code in (530, 535):
-        return RemoteAuthFailed(helpdesk, message)
-    if 400 <= code < 500:
-        return RemoteUnavailable(helpdesk, message)
-    return RemoteRejected(helpdesk, message)
-
-
-def _text(exc: smtplib.SMTPResponseException) -> str:
-    return f"{exc.smtp_code} {_decode(exc.smtp_error)}"
 
 
 def _decode(value: bytes | str) -> str:
