@@ -160,7 +160,7 @@ class Executor:
         """The link as the planner sees it, learning or adopting the target id if needed."""
         key = direction.correlation_key(snapshot)
         if link is not None and link.b_id is not None:
-            return self._link_view(link, snapshot), ""
+            return self._link_view(link, snapshot, exchange), ""
         if link is not None:  # a create was attempted; has the ticket appeared?
             found = target.find_by_correlation(key)
             if found is not None:
@@ -244,13 +244,20 @@ class Executor:
         for key in view.copied:
             tx.record_copied(link.id, "ab", "comment", key)
 
-    def _link_view(self, link: LinkRecord, snapshot: Ticket) -> LinkView:
+    def writes_back(self, exchange: ExchangeSettings) -> bool:
+        """Whether this exchange also writes the source (so echoes can come back to it)."""
+        return exchange.two_way and exchange.source in self.connectors
+
+    def _link_view(
+        self, link: LinkRecord, snapshot: Ticket, exchange: ExchangeSettings
+    ) -> LinkView:
         assert link.b_id is not None
         copied = set(self.store.copied_keys(link.id, "ab", "comment"))
-        # Comments that are our own copies from the other side, coming back: recognised
-        # by the digest of the text we wrote there.
-        echoes = echo_keys(self.store, link.id, "ba")
-        copied |= {c.key for c in snapshot.comments if echo_digest(c.body) in echoes}
+        if self.writes_back(exchange):
+            # Comments that are our own copies from the other side, coming back:
+            # recognised by the digest of the text we wrote there.
+            echoes = echo_keys(self.store, link.id, "ba")
+            copied |= {c.key for c in snapshot.comments if echo_digest(c.body) in echoes}
         sent = link.data.get("sent", {})
         current = link.data.get("b_current", {})
         return LinkView(link.b_id, link.a_modified, dict(sent), frozenset(copied), dict(current))
@@ -361,7 +368,8 @@ class Executor:
                     detail={"ticket_id": b_id, "idempotency_key": receipt.idempotency_key},
                 )
             if isinstance(op, CreateTicket) and b_id:
-                self._remember_created(link.id, target, b_id)
+                if self.writes_back(exchange):
+                    self._remember_created(link.id, target, b_id)
                 self._write_back_reference(snapshot, exchange, b_id, link)
 
     def _attachments(
