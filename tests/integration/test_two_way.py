@@ -14,9 +14,8 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.support.mailservers import free_port
+from tests.support.mailservers import LmtpRelay
 from ticketbridge.config import parse_config
 from ticketbridge.errors import NotFound
 from ticketbridge.model import TicketRef
@@ -66,33 +65,11 @@ worker: {{threads: 1}}
 """
 
 
-class Relay:
-    """A real SMTP server handing each mail to Dovecot over LMTP: mails for the reverse TX
-    agent into the home side's mailbox, everything else into GGUS' mailbox."""
-
-    def __init__(self, ggus_box, goc_box) -> None:
-        self.boxes = {"ggus": ggus_box, "goc": goc_box}
-        self.lose_ggus_mail = False  # a lost GGUS notification, for the polling test
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
-
-    async def handle_DATA(self, server, session, envelope):
-        for rcpt in envelope.rcpt_tos:
-            side = "goc" if rcpt.startswith("tx+") else "ggus"
-            if side == "ggus" and self.lose_ggus_mail:
-                continue
-            self.boxes[side].deliver(envelope.content)
-        return "250 OK"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.controller.port)
-
-
 @pytest.fixture
 def world(store_url, new_mail_account, request):
     kind = request.param
     ggus_box, goc_box = new_mail_account(), new_mail_account()
-    relay = Relay(ggus_box, goc_box)
+    relay = LmtpRelay(ggus_box, goc_box)
     relay.controller.start()
     ggus = GgusSandbox(smarthost=relay.address).start()
     fp = FootprintsSandbox(smarthost=relay.address).start()

@@ -14,9 +14,7 @@ import smtplib
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from aiosmtpd.controller import Controller
-
-from tests.support.mailservers import free_port
+from tests.support.mailservers import LmtpRelay
 from ticketbridge.config import parse_config
 from ticketbridge.runtime.app import App
 from ticketbridge.sandbox.footprints import FootprintsSandbox
@@ -51,21 +49,6 @@ exchanges:
   ggus-goc: {{source: ggus, target: goc}}
 worker: {{threads: 1}}
 """
-
-
-class LmtpRelay:
-    """An SMTP server handing each mail to Dovecot over LMTP: GGUS' mails to one mailbox,
-    Footprints' (to the reverse TX agent) to the other."""
-
-    def __init__(self, ggus_box, goc_box) -> None:
-        self.ggus_box, self.goc_box = ggus_box, goc_box
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
-
-    async def handle_DATA(self, server, session, envelope):
-        for rcpt in envelope.rcpt_tos:
-            box = self.goc_box if rcpt.startswith("tx+") else self.ggus_box
-            box.deliver(envelope.content)
-        return "250 OK"
 
 
 def test_gen1_mail_exchange_both_ways_over_imap(new_mail_account, store_url):

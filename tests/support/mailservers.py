@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -437,3 +438,36 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+# -- a notification relay for two-way exchanges ------------------------------------------
+
+
+class LmtpRelay:
+    """A real SMTP server handing each mail to Dovecot over LMTP, as an MTA would: mails
+    for the reverse TX agent (``tx+...``) into the home side's mailbox, every other mail
+    into GGUS' mailbox. ``lose_ggus_mail`` drops GGUS' mails, for lost-trigger tests."""
+
+    def __init__(self, ggus_box: MailAccount, goc_box: MailAccount) -> None:
+        self.boxes = {"ggus": ggus_box, "goc": goc_box}
+        self.lose_ggus_mail = False
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for rcpt in envelope.rcpt_tos:
+            side = "goc" if rcpt.startswith("tx+") else "ggus"
+            if side == "ggus" and self.lose_ggus_mail:
+                continue
+            self.boxes[side].deliver(envelope.content)
+        return "250 OK"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.controller.port)
+
+    def __enter__(self) -> LmtpRelay:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()

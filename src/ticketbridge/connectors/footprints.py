@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import json
 import smtplib
 import ssl
 import threading
@@ -71,7 +70,7 @@ from ticketbridge.codecs.footprints_mail import (
     encode_field_name,
     encode_update,
 )
-from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession, smtp_error
+from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession, smtp_error, stable_message_id
 from ticketbridge.errors import (
     BadInput,
     RemoteAuthFailed,
@@ -130,13 +129,21 @@ def message_id_for(op: Operation, *, project: int, domain: str) -> str:
     """The Message-ID of the mail carrying ``op``: the same operation, the same Message-ID."""
     if isinstance(op, AddAttachment):
         item = op.attachment
-        digest = hashlib.sha256(json.dumps({
-            "helpdesk": op.helpdesk, "project": project, "target": f"issue={op.ticket_id}",
-            "key": item.key, "name": item.name, "content_type": item.content_type,
-            "author": item.author, "created": item.created.isoformat() if item.created else "",
-            "data": hashlib.sha256(item.data).hexdigest(),
-        }, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
-        return f"<tb.attachment.{digest}@{domain}>"
+        return stable_message_id(
+            "tb.attachment",
+            {
+                "helpdesk": op.helpdesk,
+                "project": project,
+                "target": f"issue={op.ticket_id}",
+                "key": item.key,
+                "name": item.name,
+                "content_type": item.content_type,
+                "author": item.author,
+                "created": item.created.isoformat() if item.created else "",
+                "data": hashlib.sha256(item.data).hexdigest(),
+            },
+            domain,
+        )
     if isinstance(op, CreateTicket):
         kind, target = "create", f"key={op.correlation_key}"
         content: dict[str, object] = {"title": op.title, "description": op.description}
@@ -160,10 +167,7 @@ def message_id_for(op: Operation, *, project: int, domain: str) -> str:
             for c in op.comments
         ],
     }
-    digest = hashlib.sha256(
-        json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    ).hexdigest()[:32]
-    return f"<tb.{kind}.{digest}@{domain}>"
+    return stable_message_id(f"tb.{kind}", content, domain)
 
 
 class FootprintsConnector:
@@ -288,11 +292,7 @@ class FootprintsConnector:
                     raise
                 conn, reused = None, False  # the kept connection had gone: once more, fresh
                 continue
-            if (
-                response.will_close
-                or len(payload) > limit
-                or not response.isclosed()
-            ):
+            if response.will_close or len(payload) > limit or not response.isclosed():
                 mine.drop_http()  # not reusable: closing, or a body left unread
             return response.status, response.reason, payload
         raise AssertionError("unreachable")  # pragma: no cover

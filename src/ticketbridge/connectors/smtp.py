@@ -10,8 +10,10 @@ Timeouts are never retried: the server is there but slow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import smtplib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -115,3 +117,12 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def stable_message_id(prefix: str, content: Mapping[str, object], domain: str) -> str:
+    """A Message-ID derived from what a mail carries: the same operation sent again gets
+    the same Message-ID, so a resend after a crash is recognisable."""
+    digest = hashlib.sha256(
+        json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    ).hexdigest()[:32]
+    return f"<{prefix}.{digest}@{domain}>"

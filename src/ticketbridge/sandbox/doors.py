@@ -4,8 +4,11 @@ an emulator that opens an HTTP door and an SMTP door on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Protocol, Self
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any, Protocol, Self
 
 from aiosmtpd.controller import Controller
 
@@ -107,3 +110,40 @@ class TwoDoors:
         if self._http is None:
             raise RuntimeError(f"the {self.label} sandbox is not running")
         return self._http.port
+
+
+def serve_until_signalled(
+    sandbox: TwoDoors,
+    describe: Callable[[], list[str]],
+    *,
+    out: Callable[[str], None],
+    stop: threading.Event | None = None,
+) -> None:
+    """Run ``sandbox`` in the foreground, print ``describe()`` (its endpoints) once it is
+    up, and stop on SIGINT or SIGTERM (or when ``stop`` is set)."""
+    done = stop or threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    with sandbox:
+        if in_main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, _on_signal)
+        try:
+            for line in describe():
+                out(line)
+            out("Press Ctrl-C to stop.")
+            while not done.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    out(f"{sandbox.label} emulator stopped.")
+
+
+def relay_text(smarthost: tuple[str, int] | None) -> str:
+    """Where an emulator's outgoing mail goes, for its start-up lines."""
+    return f"{smarthost[0]}:{smarthost[1]}" if smarthost else "none: mails kept in outbox"

@@ -40,8 +40,6 @@ other 5xx -> RemoteRejected with the server's text.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import smtplib
 import threading
 from collections.abc import Iterator
@@ -52,7 +50,7 @@ from email.utils import format_datetime
 
 from ticketbridge.connectors.ggus._common import diaries, is_internal, native_fields
 from ticketbridge.connectors.ggus.settings import GgusMailSettings
-from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession, smtp_error
+from ticketbridge.connectors.smtp import KeptSmtp, SmtpSession, smtp_error, stable_message_id
 from ticketbridge.errors import (
     ConfigError,
     Problem,
@@ -88,10 +86,7 @@ def message_id_for(op: CreateTicket | UpdateTicket, *, domain: str) -> str:
         "fields": sorted(op.fields.items()),
         "comments": [[c.key, c.body, str(c.visibility)] for c in op.comments],
     }
-    digest = hashlib.sha256(
-        json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    ).hexdigest()[:32]
-    return f"<tb.ggus.{kind}.{digest}@{domain}>"
+    return stable_message_id(f"tb.ggus.{kind}", content, domain)
 
 
 class GgusMailConnector:

@@ -12,15 +12,12 @@ docs/sandbox/footprints.md describes what it does and where it differs from Foot
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from ticketbridge.codecs.mrwebservices import ENDPOINT_PATH
-from ticketbridge.sandbox.doors import TwoDoors
+from ticketbridge.sandbox.doors import TwoDoors, relay_text, serve_until_signalled
 from ticketbridge.sandbox.footprints.engine import (
     MAX_ATTACHMENT_BYTES,
     Clock,
@@ -134,7 +131,6 @@ def serve(
     stop: threading.Event | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM (or ``stop`` is set)."""
-    done = stop or threading.Event()
     sandbox = FootprintsSandbox(
         db_path=db_path,
         project=project,
@@ -146,29 +142,15 @@ def serve(
         user=user,
         password=password,
     )
-    previous: dict[signal.Signals, Any] = {}
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    in_main = threading.current_thread() is threading.main_thread()
-    with sandbox:
-        if in_main:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, _on_signal)
-        try:
-            out(f"Footprints emulator, project {project} (database {db_path})")
-            out(
-                f"  email interface: smtp://127.0.0.1:{sandbox.smtp_port}  "
-                f"(mail to {incoming_address})"
-            )
-            out(f"  MRWebServices:   {sandbox.soap_url}  (user {user})")
-            relay = f"{smarthost[0]}:{smarthost[1]}" if smarthost else "none: mails kept in outbox"
-            out(f"  notifications:   {', '.join(notify) or 'none'} via {relay}")
-            out("Press Ctrl-C to stop.")
-            while not done.wait(0.5):
-                pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    out("Footprints emulator stopped.")
+    serve_until_signalled(
+        sandbox,
+        lambda: [
+            f"Footprints emulator, project {project} (database {db_path})",
+            f"  email interface: smtp://127.0.0.1:{sandbox.smtp_port}  "
+            f"(mail to {incoming_address})",
+            f"  MRWebServices:   {sandbox.soap_url}  (user {user})",
+            f"  notifications:   {', '.join(notify) or 'none'} via {relay_text(smarthost)}",
+        ],
+        out=out,
+        stop=stop,
+    )

@@ -13,15 +13,12 @@ docs/sandbox/ggus.md describes what it does and where it differs from GGUS.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from ticketbridge.codecs import ggus_soap
-from ticketbridge.sandbox.doors import TwoDoors
+from ticketbridge.sandbox.doors import TwoDoors, relay_text, serve_until_signalled
 from ticketbridge.sandbox.ggus.engine import Actor, Clock, Ggus, NewAttachment, _utcnow
 from ticketbridge.sandbox.ggus.servers import HttpDoor, SmtpDoor
 from ticketbridge.sandbox.ggus.store import (
@@ -214,7 +211,6 @@ def serve(
     stop: threading.Event | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM (or ``stop`` is set)."""
-    done = stop or threading.Event()
     sandbox = GgusSandbox(
         db_path=db_path,
         smtp_port=smtp_port,
@@ -229,39 +225,23 @@ def serve(
         ars_server=ars_server,
         double_base64_attachments=double_base64_attachments,
     )
-    previous: dict[signal.Signals, Any] = {}
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    in_main = threading.current_thread() is threading.main_thread()
-    with sandbox:
-        if in_main:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, _on_signal)
-        try:
-            out(f"GGUS emulator, AR server {ars_server} (database {db_path})")
-            out(
-                f"  mail submission: smtp://127.0.0.1:{sandbox.smtp_port}  "
-                f"(mail to {helpdesk_address})"
-            )
-            for service in ggus_soap.SERVICES:
-                out(f"  SOAP {service + ':':<13} {sandbox.soap_url(service)}")
-            out(
-                f"  WSDLs:           {sandbox.base_url}{ggus_soap.WSDL_PATH}/{ars_server}/"
-                f"<service>  (user {soap_user})"
-            )
-            out(f"  REST v1:         {sandbox.rest_url}  (Authorization: Token token=...)")
-            out(
-                f"  TPM routing:     POST {sandbox.base_url}/sandbox/route "
-                '{"ticket": ID, "unit": "OSG"}'
-            )
-            relay = f"{smarthost[0]}:{smarthost[1]}" if smarthost else "none: mails kept in outbox"
-            out(f"  notifications:   to each support unit's address via {relay}")
-            out("Press Ctrl-C to stop.")
-            while not done.wait(0.5):
-                pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    out("GGUS emulator stopped.")
+    serve_until_signalled(
+        sandbox,
+        lambda: [
+            f"GGUS emulator, AR server {ars_server} (database {db_path})",
+            f"  mail submission: smtp://127.0.0.1:{sandbox.smtp_port}  "
+            f"(mail to {helpdesk_address})",
+            *(
+                f"  SOAP {service + ':':<13} {sandbox.soap_url(service)}"
+                for service in ggus_soap.SERVICES
+            ),
+            f"  WSDLs:           {sandbox.base_url}{ggus_soap.WSDL_PATH}/{ars_server}/"
+            f"<service>  (user {soap_user})",
+            f"  REST v1:         {sandbox.rest_url}  (Authorization: Token token=...)",
+            f"  TPM routing:     POST {sandbox.base_url}/sandbox/route "
+            '{"ticket": ID, "unit": "OSG"}',
+            f"  notifications:   to each support unit's address via {relay_text(smarthost)}",
+        ],
+        out=out,
+        stop=stop,
+    )
